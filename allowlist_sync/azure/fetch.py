@@ -1,0 +1,132 @@
+"""Download a service-tags file over HTTP: timeouts, bounded retries, a size limit, safe redirects.
+
+Redirects are followed by hand so each hop can be checked: only to https, or to a loopback host
+(test servers and local mirrors). A body over the size limit is cut off while streaming, never
+held in memory whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from allowlist_sync import __version__
+from allowlist_sync.config import is_loopback_host
+from allowlist_sync.errors import FeedError
+from allowlist_sync.retries import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    Transient,
+    parse_retry_after,
+    retrying,
+)
+
+MAX_REDIRECTS = 5
+# download.microsoft.com and its details pages block clients that do not look like a browser.
+BROWSER_HEADERS = {
+    "User-Agent": (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        f"Chrome/124.0 Safari/537.36 allowlist-sync/{__version__}"
+    ),
+    "Accept": "text/html,application/xhtml+xml,application/json;q=0.9,*/*;q=0.8",
+    "Accept-Language": "en-US,en;q=0.9",
+}
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A downloaded body and where it finally came from."""
+
+    url: str
+    status_code: int
+    body: bytes
+    headers: httpx.Headers
+
+
+def check_url_allowed(url: str) -> None:
+    """Raise FeedError unless `url` is https, or http to a loopback host."""
+    parts = urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return
+    raise FeedError("refusing a non-https URL", source=url)
+
+
+def fetch(
+    client: httpx.Client,
+    url: str,
+    *,
+    retry: RetryPolicy,
+    max_bytes: int,
+    headers: dict[str, str] | None = None,
+    accept_statuses: frozenset[int] = frozenset({200}),
+) -> Fetched:
+    """GET `url` with retries on transient failures; raises FeedError on anything else."""
+    check_url_allowed(url)
+    try:
+        for attempt in retrying(retry, f"GET {url}"):
+            with attempt:
+                return _get_following(
+                    client,
+                    url,
+                    max_bytes=max_bytes,
+                    headers=headers or {},
+                    accept_statuses=accept_statuses,
+                )
+    except Transient as exc:
+        raise FeedError(f"{exc.reason} (gave up after retries)", source=url) from None
+    raise AssertionError("unreachable")  # pragma: no cover - tenacity always returns or raises
+
+
+def _get_following(
+    client: httpx.Client,
+    url: str,
+    *,
+    max_bytes: int,
+    headers: dict[str, str],
+    accept_statuses: frozenset[int],
+) -> Fetched:
+    current = url
+    for _ in range(MAX_REDIRECTS + 1):
+        try:
+            with client.stream("GET", current, headers={**BROWSER_HEADERS, **headers}) as resp:
+                if resp.is_redirect and "location" in resp.headers:
+                    current = urljoin(current, resp.headers["location"])
+                    check_url_allowed(current)
+                    continue
+                if resp.status_code in RETRYABLE_STATUSES:
+                    raise Transient(
+                        f"HTTP {resp.status_code}",
+                        status_code=resp.status_code,
+                        retry_after=parse_retry_after(resp.headers.get("retry-after")),
+                    )
+                if resp.status_code not in accept_statuses:
+                    raise FeedError(f"HTTP {resp.status_code}", source=current)
+                body = _read_limited(resp, max_bytes, current)
+                return Fetched(
+                    url=current, status_code=resp.status_code, body=body, headers=resp.headers
+                )
+        except httpx.TimeoutException:
+            raise Transient("timed out") from None
+        except httpx.TransportError as exc:
+            raise Transient(
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+            ) from None
+    raise FeedError(f"more than {MAX_REDIRECTS} redirects", source=url)
+
+
+def _read_limited(resp: httpx.Response, max_bytes: int, url: str) -> bytes:
+    declared = resp.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FeedError(f"body is {declared} bytes, over the {max_bytes}-byte limit", source=url)
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in resp.iter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise FeedError(f"body is over the {max_bytes}-byte limit", source=url)
+        chunks.append(chunk)
+    return b"".join(chunks)

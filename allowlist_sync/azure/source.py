@@ -1,0 +1,58 @@
+"""Choose where the service-tags file comes from and return the validated Feed.
+
+Order: `--source-file` (a path, or `-` for stdin), then `--source-url` /
+`ALLOWLIST_SYNC_SOURCE_URL`. Nothing about the dbt side happens here.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import BinaryIO
+
+import httpx
+
+from allowlist_sync.azure.feed import MAX_FEED_BYTES, Feed, SourceInfo, parse_feed
+from allowlist_sync.azure.fetch import fetch
+from allowlist_sync.config import Settings
+from allowlist_sync.errors import ConfigError, FeedError
+
+
+def load_feed(
+    settings: Settings,
+    *,
+    source_file: str | None = None,
+    source_url: str | None = None,
+    stdin: BinaryIO | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> Feed:
+    """Read, parse and validate the configured source; raises FeedError on any problem."""
+    tags = settings.service_tags
+    cloud = settings.azure_cloud
+    if source_file is not None:
+        body, info = _read_file(source_file, stdin)
+        return parse_feed(body, source=info, tags=tags, expected_cloud=cloud)
+    url = source_url or settings.source_url
+    if url is None:
+        raise ConfigError(
+            "no service-tags source: pass --source-file or --source-url, or set "
+            "ALLOWLIST_SYNC_SOURCE_URL"
+        )
+    with httpx.Client(timeout=settings.http_timeout, transport=transport) as client:
+        fetched = fetch(client, url, retry=settings.retry_policy(), max_bytes=MAX_FEED_BYTES)
+    info = SourceInfo(kind="url", location=fetched.url)
+    return parse_feed(fetched.body, source=info, tags=tags, expected_cloud=cloud)
+
+
+def _read_file(path: str, stdin: BinaryIO | None) -> tuple[bytes, SourceInfo]:
+    if path == "-":
+        stream = stdin if stdin is not None else sys.stdin.buffer
+        body = stream.read(MAX_FEED_BYTES + 1)
+        return body, SourceInfo(kind="file", location="<stdin>")
+    file = Path(path)
+    try:
+        with file.open("rb") as handle:
+            body = handle.read(MAX_FEED_BYTES + 1)
+    except OSError as exc:
+        raise FeedError(f"cannot read the file: {exc.strerror}", source=path) from None
+    return body, SourceInfo(kind="file", location=path)

@@ -1,0 +1,184 @@
+"""Command line: arguments, wiring and exit codes; no business logic.
+
+Heavy modules (httpx, pydantic, the pipeline) are imported inside the commands, so
+`allowlist-sync --version` and `--help` start in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NoReturn
+
+from allowlist_sync._version import __version__
+
+if TYPE_CHECKING:
+    from allowlist_sync.azure.feed import Feed
+    from allowlist_sync.dbt.models import Rule
+    from allowlist_sync.plan import Plan
+
+EXIT_USAGE = 64  # also ExitCode.USAGE; argparse runs before anything heavy is imported
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `allowlist-sync`."""
+    parser = _Parser(
+        prog="allowlist-sync",
+        description="Keep a dbt platform IP allowlist rule equal to Azure's AzureActiveDirectory "
+        "service-tag ranges (Entra ID SCIM provisioning).",
+        epilog="Exit codes: 0 ok, 1 failed, 2 changes pending (--detailed-exitcode), "
+        "3 refused by a guard, 64 bad usage, 78 bad configuration.",
+    )
+    parser.add_argument("--version", action="version", version=f"allowlist-sync {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sync = commands.add_parser("sync", help="plan, and unless --dry-run, apply the change once")
+    sync.add_argument("--dry-run", action="store_true", help="print the plan, write nothing")
+    sync.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 2 when changes are pending (with --dry-run)",
+    )
+    sync.add_argument(
+        "--output",
+        choices=("text", "json"),
+        default="text",
+        help="text plan on stdout (default) or one JSON object",
+    )
+    source = sync.add_mutually_exclusive_group()
+    source.add_argument(
+        "--source-file", metavar="PATH", help="read the service-tags JSON from PATH ('-' for stdin)"
+    )
+    source.add_argument("--source-url", metavar="URL", help="download the service-tags JSON")
+    sync.add_argument(
+        "--force",
+        action="store_true",
+        help="override the size guards (minimum prefixes, maximum removal)",
+    )
+    sync.add_argument(
+        "--allow-lockout-risk",
+        action="store_true",
+        help="allow removals even if this job's own address depends on the rule",
+    )
+
+    emulator = commands.add_parser(
+        "emulator", help="run a local emulator of the dbt IP-restriction API"
+    )
+    emulator.add_argument("--host", default="127.0.0.1")
+    emulator.add_argument("--port", type=int, default=8000)
+    emulator.add_argument("--account-id", type=int, default=None)
+    emulator.add_argument(
+        "--page-size", type=int, default=100, help="largest page the list endpoint returns"
+    )
+    emulator.add_argument(
+        "--enforce", action="store_true", help="start with IP restrictions enforced"
+    )
+    emulator.add_argument(
+        "--caller-ip",
+        default=None,
+        help="treat every caller as this address (to try the lock-out guard)",
+    )
+
+    commands.add_parser(
+        "demo", help="the whole job against a built-in emulator and a bundled real feed"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `allowlist-sync` command; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    if args.command is None:
+        build_parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.command == "sync":
+            return _sync(args)
+        if args.command == "emulator":
+            return _emulator(args)
+        if args.command == "demo":
+            from allowlist_sync.demo import run_demo
+
+            return run_demo(sys.stdout)
+    except KeyboardInterrupt:
+        return 130
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+def _configure_logs_from_env() -> None:
+    # Before Settings exist (they may be what is broken), log with what the environment says.
+    from allowlist_sync import logs
+
+    level = os.environ.get("ALLOWLIST_SYNC_LOG_LEVEL", "info").lower()
+    fmt = os.environ.get("ALLOWLIST_SYNC_LOG_FORMAT", "auto").lower()
+    logs.configure(
+        level=level if level in ("debug", "info", "warning", "error") else "info",
+        fmt=fmt if fmt in ("auto", "json", "console") else "auto",
+    )
+
+
+def _sync(args: argparse.Namespace) -> int:
+    _configure_logs_from_env()
+    from allowlist_sync import logs
+    from allowlist_sync.config import load_settings
+    from allowlist_sync.errors import ConfigError
+    from allowlist_sync.outcome import Outcome
+    from allowlist_sync.render import (
+        render_outcome_json,
+        render_outcome_text,
+        render_plan_text,
+    )
+    from allowlist_sync.sync import RunOptions, run_once
+
+    log = logs.get_logger(__name__)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        outcome = Outcome(status="failed", dry_run=args.dry_run, error=exc)
+        if args.output == "json":
+            render_outcome_json(outcome, sys.stdout)
+        return int(exc.exit_code)
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+
+    def show_plan(plan: Plan, feed: Feed, current: Rule | None) -> None:
+        render_plan_text(plan, feed, current, sys.stdout)
+        sys.stdout.flush()
+
+    options = RunOptions(
+        dry_run=args.dry_run,
+        force=args.force,
+        allow_lockout_risk=args.allow_lockout_risk,
+        source_file=args.source_file,
+        source_url=args.source_url,
+        on_plan=show_plan if args.output == "text" else None,
+    )
+    outcome = run_once(settings, options)
+    if args.output == "json":
+        render_outcome_json(outcome, sys.stdout)
+    else:
+        render_outcome_text(outcome, sys.stdout)
+    return int(outcome.exit_code(detailed=args.detailed_exitcode))
+
+
+def _emulator(args: argparse.Namespace) -> int:
+    from allowlist_sync.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, serve_forever
+
+    serve_forever(
+        host=args.host,
+        port=args.port,
+        account_id=args.account_id or DEFAULT_ACCOUNT_ID,
+        token=os.environ.get("ALLOWLIST_SYNC_EMULATOR_TOKEN", DEFAULT_TOKEN),
+        max_page_size=args.page_size,
+        enforce=args.enforce,
+        caller_ip=args.caller_ip,
+    )
+    return 0

@@ -1,0 +1,231 @@
+"""Settings: the dbt Terraform provider's `DBT_CLOUD_*` names, and `ALLOWLIST_SYNC_*` for the rest.
+
+The service token is a `SecretStr` from `DBT_CLOUD_TOKEN` or the file named by
+`DBT_CLOUD_TOKEN_FILE` (a Kubernetes Secret mount); it is never part of a repr or an error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from allowlist_sync.errors import ConfigError
+from allowlist_sync.retries import RetryPolicy
+
+DEFAULT_HOST_URL = "https://cloud.getdbt.com"
+DEFAULT_RULE_NAME = "allowlist-sync: Entra ID SCIM (AzureActiveDirectory)"
+DEFAULT_RULE_DESCRIPTION = (
+    "Managed by allowlist-sync from Azure service tag ranges; manual edits are overwritten."
+)
+FAMILIES = ("ipv4", "ipv6")
+CLOUDS = ("Public", "AzureGovernment", "China")
+
+CommaList = Annotated[list[str], NoDecode]
+
+#: Field name -> the environment variable a user sets, for error messages.
+_DBT_ENV = {
+    "account_id": "DBT_CLOUD_ACCOUNT_ID",
+    "token": "DBT_CLOUD_TOKEN",
+    "token_file": "DBT_CLOUD_TOKEN_FILE",
+    "host_url": "DBT_CLOUD_HOST_URL",
+}
+ENV_PREFIX = "ALLOWLIST_SYNC_"
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a settings field."""
+    if field in _DBT_ENV.values():
+        return field
+    return _DBT_ENV.get(field, ENV_PREFIX + field.upper())
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for localhost and loopback addresses, the only hosts allowed plain http."""
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _split_commas(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Everything a run needs; built from the environment (and CLI overrides)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        populate_by_name=True,
+        extra="ignore",
+        frozen=True,
+    )
+
+    # --- the dbt platform account (Terraform provider names) ---
+    account_id: int = Field(gt=0, validation_alias="DBT_CLOUD_ACCOUNT_ID")
+    token: SecretStr | None = Field(default=None, validation_alias="DBT_CLOUD_TOKEN")
+    token_file: Path | None = Field(default=None, validation_alias="DBT_CLOUD_TOKEN_FILE")
+    host_url: str = Field(default=DEFAULT_HOST_URL, validation_alias="DBT_CLOUD_HOST_URL")
+
+    # --- the rule this program owns ---
+    rule_name: str = Field(default=DEFAULT_RULE_NAME, min_length=1, max_length=255)
+    rule_description: str = Field(default=DEFAULT_RULE_DESCRIPTION, min_length=1)
+
+    # --- the desired set ---
+    service_tags: CommaList = Field(default_factory=lambda: ["AzureActiveDirectory"], min_length=1)
+    ip_families: CommaList = Field(default_factory=lambda: list(FAMILIES), min_length=1)
+    aggregate: bool = True
+    extra_cidrs: CommaList = Field(default_factory=list)
+    exclude_cidrs: CommaList = Field(default_factory=list)
+    azure_cloud: Literal["Public", "AzureGovernment", "China"] = "Public"
+    source_url: str | None = None
+
+    # --- safety ---
+    mode: Literal["sync", "add-only"] = "sync"
+    min_prefixes: int = Field(default=10, ge=1)
+    max_delete_fraction: float = Field(default=0.3, gt=0, le=1)
+
+    # --- HTTP ---
+    http_timeout: float = Field(default=30.0, gt=0)
+    retry_attempts: int = Field(default=4, ge=1, le=20)
+    retry_max_seconds: float = Field(default=120.0, gt=0)
+    retry_backoff: float = Field(default=1.0, ge=0)
+
+    # --- logs ---
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("service_tags", "ip_families", "extra_cidrs", "exclude_cidrs", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split_commas(value)
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("ip_families")
+    @classmethod
+    def _families(cls, value: list[str]) -> list[str]:
+        families = [v.lower() for v in value]
+        unknown = sorted(set(families) - set(FAMILIES))
+        if unknown:
+            raise ValueError(f"unknown address family {', '.join(unknown)}; use ipv4 and/or ipv6")
+        return [f for f in FAMILIES if f in families]
+
+    @field_validator("extra_cidrs", "exclude_cidrs")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for text in value:
+            try:
+                ipaddress.ip_network(text, strict=False)
+            except ValueError:
+                raise ValueError(f"{text!r} is not an IP network") from None
+        return value
+
+    @field_validator("host_url")
+    @classmethod
+    def _host_url(cls, value: str) -> str:
+        url = value.strip().rstrip("/")
+        url = url.removesuffix("/api").rstrip("/")
+        parts = urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("must use https (plain http is allowed only for loopback hosts)")
+        if parts.query or parts.fragment or parts.path not in ("",):
+            raise ValueError(f"{value!r} must be a bare host URL such as {DEFAULT_HOST_URL}")
+        return url
+
+    @field_validator("source_url")
+    @classmethod
+    def _source_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an http(s) URL")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("must use https (plain http is allowed only for loopback hosts)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_token(self) -> Settings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("set DBT_CLOUD_TOKEN or DBT_CLOUD_TOKEN_FILE, not both")
+        if self.token is None and self.token_file is None:
+            raise ValueError("no service token: set DBT_CLOUD_TOKEN or DBT_CLOUD_TOKEN_FILE")
+        if self.token is not None and not self.token.get_secret_value().strip():
+            raise ValueError("DBT_CLOUD_TOKEN is empty")
+        return self
+
+    def service_token(self) -> SecretStr:
+        """The token, read from DBT_CLOUD_TOKEN_FILE when that is how it was given."""
+        if self.token is not None:
+            return SecretStr(self.token.get_secret_value().strip())
+        assert self.token_file is not None
+        try:
+            text = self.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"DBT_CLOUD_TOKEN_FILE: cannot read {self.token_file}: {exc.strerror}"
+            ) from None
+        if not text:
+            raise ConfigError(f"DBT_CLOUD_TOKEN_FILE: {self.token_file} is empty")
+        return SecretStr(text)
+
+    def retry_policy(self) -> RetryPolicy:
+        """How single HTTP calls are retried."""
+        return RetryPolicy(
+            attempts=self.retry_attempts,
+            max_seconds=self.retry_max_seconds,
+            backoff=self.retry_backoff,
+        )
+
+    @property
+    def api_base(self) -> str:
+        """The host URL without any `/api` suffix; paths are appended to it."""
+        return self.host_url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from the environment plus overrides; any problem is one ConfigError line."""
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    settings.service_token()  # fail now, not halfway through a run, on an unreadable token file
+    return settings
+
+
+def _describe(exc: ValidationError) -> str:
+    """One line naming each bad variable; never echoes an input value (it may be the token)."""
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required"
+        if loc:
+            problems.append(f"{env_name(loc[0])}: {message}")
+        else:
+            problems.append(message)
+    return "invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,367 @@
+"""A typed client for the dbt Admin API's IP-restriction endpoints, over httpx.
+
+Reads are free; writes are narrow on purpose: the client can create the owned rule and change
+the CIDRs of the owned rule, and nothing else. It has no delete, and it refuses (before sending
+anything) to write a rule whose name is not the owned name or that is not an allow rule.
+
+HTTP-library errors and the API's error envelope are mapped here to `ApiError` subclasses.
+Reads are retried on transient failures; a write is retried only when it certainly did not
+reach the server (connect errors, 408, 429). Any other failure of a write is an
+`AmbiguousWriteError`: the caller re-reads and re-plans instead of replaying it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import httpx
+from pydantic import SecretStr, ValidationError
+
+from allowlist_sync import __version__
+from allowlist_sync.dbt.models import Cidr, Pagination, Rule, RuleType, State, WriteResult
+from allowlist_sync.errors import (
+    AccessDeniedError,
+    AmbiguousWriteError,
+    ApiError,
+    ApiResponseError,
+    AuthError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    OwnershipError,
+)
+from allowlist_sync.logs import get_logger, redact, register_secret
+from allowlist_sync.retries import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    Transient,
+    parse_retry_after,
+    retrying,
+)
+
+log = get_logger(__name__)
+
+_M = TypeVar("_M", Rule, Pagination)
+
+PAGE_SIZE = 100  # the API's maximum `limit`
+MAX_PAGES = 1000
+#: Statuses that prove a write was not processed, so sending it again is safe.
+_WRITE_SAFE_RETRY = frozenset({408, 429})
+
+
+class DbtClient:
+    """The dbt Admin API, as far as one owned IP-restriction rule needs it."""
+
+    def __init__(
+        self,
+        *,
+        host_url: str,
+        account_id: int,
+        token: SecretStr,
+        owned_rule_name: str,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        register_secret(token.get_secret_value())
+        self.account_id = account_id
+        self.owned_rule_name = owned_rule_name
+        self.retry = retry or RetryPolicy()
+        self.request_count = 0
+        self.write_count = 0
+        self._http = httpx.Client(
+            base_url=f"{host_url}/api/v3/accounts/{account_id}/",
+            headers={
+                "Authorization": f"Token {token.get_secret_value()}",
+                "Accept": "application/json",
+                "User-Agent": f"allowlist-sync/{__version__}",
+            },
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:
+        return f"DbtClient(base_url={str(self._http.base_url)!r}, token='**********')"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ----------------------------------------------------------------- reads
+
+    def list_rules(self) -> list[Rule]:
+        """Every rule of the account, across as many pages as `total_count` says there are."""
+        rules: list[Rule] = []
+        for page in range(MAX_PAGES):
+            body = self._request(
+                "GET", "ip-restrictions/", params={"limit": PAGE_SIZE, "offset": len(rules)}
+            )
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise ApiResponseError(
+                    "list response has no 'data' list", method="GET", path="ip-restrictions/"
+                )
+            pagination = _parse(
+                Pagination, _dig(body, "extra", "pagination"), "GET ip-restrictions/ pagination"
+            )
+            rules.extend(_parse(Rule, item, "GET ip-restrictions/ rule") for item in data)
+            if not data or len(rules) >= pagination.total_count:
+                log.debug("rules_listed", pages=page + 1, rules=len(rules))
+                return rules
+        raise ApiResponseError(
+            f"more than {MAX_PAGES} pages of rules", method="GET", path="ip-restrictions/"
+        )
+
+    def get_rule(self, rule_id: int) -> Rule:
+        """One rule by id."""
+        body = self._request("GET", f"ip-restrictions/{rule_id}")
+        return _parse(Rule, body.get("data"), f"GET ip-restrictions/{rule_id}")
+
+    def caller_allowed(self, rule_set_id: int, *, without_rule_id: int | None = None) -> bool:
+        """Whether the platform would let this caller in (optionally with one rule ignored)."""
+        path = f"ip-restrictions-set/{rule_set_id}/validate/"
+        if without_rule_id is not None:
+            path += str(without_rule_id)
+        body = self._request("GET", path)
+        data = body.get("data") if isinstance(body.get("data"), dict) else body
+        valid = data.get("is_valid_for_admin") if isinstance(data, dict) else None
+        if not isinstance(valid, bool):
+            raise ApiResponseError(
+                "validate response has no 'is_valid_for_admin' boolean", method="GET", path=path
+            )
+        return valid
+
+    # ---------------------------------------------------------------- writes
+
+    def create_owned_rule(
+        self, *, cidrs: Iterable[str], description: str, rule_set_enabled: bool
+    ) -> WriteResult:
+        """Create the owned allow rule holding `cidrs`, keeping enforcement as it is."""
+        payload = {
+            "name": self.owned_rule_name,
+            "type": int(RuleType.ALLOW),
+            "rule_set_enabled": rule_set_enabled,
+            "account_id": self.account_id,
+            "description": description,
+            "cidrs": [{"cidr": c, "state": int(State.ACTIVE)} for c in cidrs],
+        }
+        body = self._request("POST", "ip-restrictions/", json=payload)
+        return _write_result(body, "POST ip-restrictions/")
+
+    def update_owned_rule(
+        self, rule: Rule, *, add: Iterable[str], remove: Iterable[Cidr]
+    ) -> WriteResult:
+        """One PUT: `add` appended (no id), `remove` deleted by id (state 2); nothing else."""
+        self._check_owned(rule)
+        cidrs: list[dict[str, Any]] = [{"cidr": c, "state": int(State.ACTIVE)} for c in add]
+        cidrs += [{"id": c.id, "cidr": c.cidr, "state": int(State.DELETED)} for c in remove]
+        payload: dict[str, Any] = {
+            "id": rule.id,
+            "name": rule.name,
+            "type": rule.type,
+            "rule_set_enabled": rule.rule_set_enabled,
+            "account_id": self.account_id,
+            "cidrs": cidrs,
+        }
+        if rule.description:
+            payload["description"] = rule.description
+        path = f"ip-restrictions/{rule.id}"
+        body = self._request("PUT", path, json=payload)
+        return _write_result(body, f"PUT {path}")
+
+    def _check_owned(self, rule: Rule) -> None:
+        if rule.name != self.owned_rule_name:
+            raise OwnershipError(
+                f"refusing to write rule {rule.id} named {rule.name!r}: "
+                f"this job owns only {self.owned_rule_name!r}"
+            )
+        if rule.type != RuleType.ALLOW:
+            raise OwnershipError(f"refusing to write rule {rule.id}: it is not an allow rule")
+
+    # ------------------------------------------------------------- transport
+
+    def _request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> dict[str, Any]:
+        is_write = method != "GET"
+        try:
+            for attempt in retrying(self.retry, f"{method} {path}"):
+                with attempt:
+                    response = self._send(method, path, params=params, json=json, is_write=is_write)
+        except Transient as exc:
+            if is_write and exc.status_code not in _WRITE_SAFE_RETRY:
+                raise AmbiguousWriteError(
+                    exc.reason, status_code=exc.status_code, method=method, path=path
+                ) from None
+            raise ApiError(
+                f"{exc.reason} (gave up after retries)",
+                status_code=exc.status_code,
+                method=method,
+                path=path,
+            ) from None
+        return _json_body(response, method, path)
+
+    def _send(
+        self, method: str, path: str, *, params: dict[str, Any] | None, json: Any, is_write: bool
+    ) -> httpx.Response:
+        self.request_count += 1
+        try:
+            response = self._http.request(method, path, params=params, json=json)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            # Nothing reached the server: another attempt is safe for reads and writes alike.
+            raise Transient(f"cannot connect: {_reason(exc)}") from None
+        except httpx.TransportError as exc:
+            # Sent, but no (complete) answer: a read may be retried, a write is ambiguous.
+            if is_write:
+                self.write_count += 1
+                raise AmbiguousWriteError(
+                    f"no answer after sending ({_reason(exc)}); the write may have been applied",
+                    method=method,
+                    path=path,
+                ) from None
+            raise Transient(f"no answer ({_reason(exc)})") from None
+        if is_write:
+            self.write_count += 1
+        status = response.status_code
+        if status in RETRYABLE_STATUSES:
+            if is_write and status not in _WRITE_SAFE_RETRY:
+                raise AmbiguousWriteError(
+                    f"HTTP {status} {_user_message(response)}; the write may have been applied",
+                    status_code=status,
+                    method=method,
+                    path=path,
+                )
+            raise Transient(
+                f"HTTP {status} {_user_message(response)}".strip(),
+                status_code=status,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+        if status >= 400:
+            raise _error_for(response, method, path)
+        return response
+
+
+def _reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return redact(text.splitlines()[0])
+
+
+def _json_body(response: httpx.Response, method: str, path: str) -> dict[str, Any]:
+    if response.status_code == 204 or not response.content:
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        raise ApiResponseError(
+            f"HTTP {response.status_code} answer is not JSON",
+            status_code=response.status_code,
+            method=method,
+            path=path,
+        ) from None
+    if not isinstance(body, dict):
+        raise ApiResponseError("answer is not a JSON object", method=method, path=path)
+    return body
+
+
+def _user_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    status = body.get("status") if isinstance(body, dict) else None
+    if isinstance(status, dict):
+        message = status.get("user_message") or status.get("developer_message") or ""
+        return redact(str(message))[:200]
+    return ""
+
+
+def _error_for(response: httpx.Response, method: str, path: str) -> ApiError:
+    status = response.status_code
+    message = _user_message(response)
+    quoted = f" ({message!r})" if message else ""
+    kwargs: dict[str, Any] = {"status_code": status, "method": method, "path": path}
+    if status == 401:
+        return AuthError(
+            f"the service token was refused (401){quoted}; check DBT_CLOUD_TOKEN", **kwargs
+        )
+    if status == 403:
+        try:
+            data = response.json().get("data")
+        except (ValueError, AttributeError):
+            data = None
+        if isinstance(data, dict) and data.get("account_access_denied"):
+            return AccessDeniedError(
+                "403 account_access_denied: the account's IP restrictions block the address "
+                "this job calls from; allow its egress IP in another rule (only dbt support "
+                "can undo a full lock-out)",
+                **kwargs,
+            )
+        return ForbiddenError(
+            f"forbidden (403){quoted}; the token needs the Security Admin or Account Admin "
+            "permission set",
+            **kwargs,
+        )
+    if status == 404:
+        return NotFoundError(
+            f"not found (404){quoted}; check DBT_CLOUD_ACCOUNT_ID and DBT_CLOUD_HOST_URL "
+            "(the account's API access URL)",
+            **kwargs,
+        )
+    if status == 409:
+        return ConflictError(f"conflict (409){quoted}", **kwargs)
+    return ApiError(f"HTTP {status}{quoted}", **kwargs)
+
+
+def _dig(body: dict[str, Any], *keys: str) -> Any:
+    value: Any = body
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _parse(model: type[_M], value: Any, what: str) -> _M:
+    try:
+        return model.model_validate(value)
+    except ValidationError as exc:
+        first = exc.errors(include_input=False, include_url=False)[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(top)"
+        raise ApiResponseError(f"unexpected answer to {what}: {loc}: {first['msg']}") from None
+
+
+def _cidr_strings(value: Any) -> list[str]:
+    """`failed_cidrs` / `cidrs_already_exists` as strings, whether sent as strings or objects."""
+    if not isinstance(value, list):
+        return []
+    out = []
+    for item in value:
+        if isinstance(item, dict):
+            item = item.get("cidr")
+        if isinstance(item, str):
+            out.append(item)
+    return out
+
+
+def _write_result(body: dict[str, Any], what: str) -> WriteResult:
+    # The spec says PUT returns a bare rule; it is observed enveloped. Accept both.
+    data = body.get("data") if "data" in body else body
+    rule = _parse(Rule, data, what)
+    extra = body.get("extra") if isinstance(body.get("extra"), dict) else {}
+    assert isinstance(extra, dict)
+    return WriteResult(
+        rule=rule,
+        failed_cidrs=_cidr_strings(extra.get("failed_cidrs")),
+        cidrs_already_exists=_cidr_strings(extra.get("cidrs_already_exists")),
+    )

@@ -1,0 +1,79 @@
+"""The Outcome of one run: what happened, in a form the CLI, the scheduler and metrics share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from allowlist_sync import __version__
+from allowlist_sync.azure.feed import SourceInfo
+from allowlist_sync.cidrs import sorted_networks
+from allowlist_sync.errors import AllowlistSyncError, ExitCode
+from allowlist_sync.plan import Plan
+
+Status = Literal["in_sync", "changes_pending", "applied", "refused", "failed"]
+
+
+@dataclass
+class Outcome:
+    """One run's result; `status` is the contract value of the JSON output."""
+
+    status: Status
+    dry_run: bool
+    plan: Plan | None = None
+    source: SourceInfo | None = None
+    rule_id: int | None = None
+    rule_name: str | None = None
+    rule_set_enabled: bool | None = None
+    failed_cidrs: tuple[str, ...] = ()
+    already_existed: tuple[str, ...] = ()
+    requests: int = 0
+    writes: int = 0
+    duration_seconds: float = 0.0
+    error: AllowlistSyncError | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def exit_code(self, *, detailed: bool = False) -> ExitCode:
+        """The process exit code for this outcome (README "Exit codes")."""
+        if self.error is not None:
+            return self.error.exit_code
+        if self.status == "failed":
+            return ExitCode.FAILED
+        if self.status == "changes_pending" and detailed:
+            return ExitCode.CHANGES_PENDING
+        return ExitCode.OK
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--output json` object."""
+        plan = self.plan
+        return {
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "add": [str(n) for n in sorted_networks(plan.add)] if plan else [],
+            "remove": [c.cidr for c in plan.remove] if plan else [],
+            "counts": {
+                "desired": len(plan.desired) if plan else None,
+                "current": plan.current_count if plan else None,
+                "add": len(plan.add) if plan else 0,
+                "remove": len(plan.remove) if plan else 0,
+                "keep": len(plan.keep) if plan else 0,
+            },
+            "rule": {
+                "id": self.rule_id,
+                "name": self.rule_name,
+                "created": bool(plan and plan.creates_rule and self.status == "applied"),
+                "rule_set_enabled": self.rule_set_enabled,
+            },
+            "source": self.source.to_json() if self.source else None,
+            "failed_cidrs": list(self.failed_cidrs),
+            "already_existed": list(self.already_existed),
+            "mode": plan.mode if plan else None,
+            "requests": self.requests,
+            "writes": self.writes,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "error": (
+                {"kind": self.error.kind, "message": str(self.error)} if self.error else None
+            ),
+            "warnings": self.warnings,
+            "version": __version__,
+        }

@@ -1,0 +1,104 @@
+"""Retries around single HTTP calls: bounded attempts and time, Retry-After honoured, logged.
+
+Callers raise `Transient` inside a `retrying(...)` attempt for anything worth another try
+(connect errors, timeouts of reads, 408/429/5xx); everything else propagates at once. When the
+attempts or the time budget run out, the last `Transient` is re-raised for the caller to map to
+its own error type.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from dataclasses import dataclass
+from datetime import UTC
+
+import tenacity
+
+from allowlist_sync.logs import get_logger
+
+log = get_logger(__name__)
+
+#: Statuses worth another try: the server said "not now" or failed without an answer.
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+
+
+class Transient(Exception):  # noqa: N818 - a signal between a call and its retry loop
+    """A failure another attempt may fix; carries the server's Retry-After when it sent one."""
+
+    def __init__(
+        self, reason: str, *, status_code: int | None = None, retry_after: float | None = None
+    ) -> None:
+        self.reason = reason
+        self.status_code = status_code
+        self.retry_after = retry_after
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How hard to try: attempts per call, total seconds per call, first backoff, longest wait."""
+
+    attempts: int = 4
+    max_seconds: float = 120.0
+    backoff: float = 1.0
+    max_wait: float = 60.0
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date), else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now if now is not None else time.time()
+    return max(0.0, when.timestamp() - current)
+
+
+def _wait(policy: RetryPolicy) -> tenacity.wait.wait_base:
+    backoff = tenacity.wait_exponential_jitter(
+        initial=policy.backoff, max=policy.max_wait, jitter=policy.backoff
+    )
+
+    class _WaitRetryAfter(tenacity.wait.wait_base):
+        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+            exc = retry_state.outcome.exception() if retry_state.outcome else None
+            if isinstance(exc, Transient) and exc.retry_after is not None:
+                return min(exc.retry_after, policy.max_wait)
+            if policy.backoff <= 0:
+                return 0.0
+            return float(backoff(retry_state))
+
+    return _WaitRetryAfter()
+
+
+def retrying(policy: RetryPolicy, operation: str) -> tenacity.Retrying:
+    """A tenacity loop for one HTTP call: retries only `Transient`, re-raises the last one."""
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning(
+            "http_retry",
+            operation=operation,
+            attempt=state.attempt_number,
+            max_attempts=policy.attempts,
+            wait_seconds=round(state.upcoming_sleep, 3),
+            reason=getattr(exc, "reason", str(exc)),
+            status_code=getattr(exc, "status_code", None),
+        )
+
+    return tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(Transient),
+        stop=tenacity.stop_after_attempt(policy.attempts)
+        | tenacity.stop_before_delay(policy.max_seconds),
+        wait=_wait(policy),
+        before_sleep=before_sleep,
+        reraise=True,
+    )
