@@ -9,6 +9,7 @@ its own error type.
 from __future__ import annotations
 
 import email.utils
+import random
 import time
 from dataclasses import dataclass
 from datetime import UTC
@@ -62,21 +63,25 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
     return max(0.0, when.timestamp() - current)
 
 
-def _wait(policy: RetryPolicy) -> tenacity.wait.wait_base:
-    backoff = tenacity.wait_exponential_jitter(
-        initial=policy.backoff, max=policy.max_wait, jitter=policy.backoff
-    )
+def backoff_seconds(policy: RetryPolicy, attempt: int) -> float:
+    """Exponential backoff with full jitter on top, capped at `max_wait`."""
+    if policy.backoff <= 0:
+        return 0.0
+    base: float = policy.backoff * 2.0 ** (attempt - 1)
+    return min(policy.max_wait, base + random.uniform(0, policy.backoff))  # noqa: S311
 
-    class _WaitRetryAfter(tenacity.wait.wait_base):
-        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-            exc = retry_state.outcome.exception() if retry_state.outcome else None
-            if isinstance(exc, Transient) and exc.retry_after is not None:
-                return min(exc.retry_after, policy.max_wait)
-            if policy.backoff <= 0:
-                return 0.0
-            return float(backoff(retry_state))
 
-    return _WaitRetryAfter()
+class _Wait(tenacity.wait.wait_base):
+    """Wait what the server asked for (Retry-After), else back off exponentially."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.policy = policy
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        if isinstance(exc, Transient) and exc.retry_after is not None:
+            return min(exc.retry_after, self.policy.max_wait)
+        return backoff_seconds(self.policy, retry_state.attempt_number)
 
 
 def retrying(policy: RetryPolicy, operation: str) -> tenacity.Retrying:
@@ -98,7 +103,7 @@ def retrying(policy: RetryPolicy, operation: str) -> tenacity.Retrying:
         retry=tenacity.retry_if_exception_type(Transient),
         stop=tenacity.stop_after_attempt(policy.attempts)
         | tenacity.stop_before_delay(policy.max_seconds),
-        wait=_wait(policy),
+        wait=_Wait(policy),
         before_sleep=before_sleep,
         reraise=True,
     )

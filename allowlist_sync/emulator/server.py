@@ -1,0 +1,364 @@
+"""The emulator over HTTP: a ThreadingHTTPServer in a daemon thread, and a blocking CLI entry."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import signal
+import socket
+import socketserver
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, TextIO, cast
+from urllib.parse import parse_qs, urlsplit
+
+from allowlist_sync.emulator.store import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_MAX_PAGE_SIZE,
+    DEFAULT_TOKEN,
+    EmulatorStore,
+    Response,
+    error_response,
+)
+
+MAX_BODY_BYTES = 1 << 20
+_POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds stop() latency
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    # Daemon handler threads and no join on close: stop() must not wait for a request
+    # that is sleeping in an injected delay.
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], store: EmulatorStore, log: TextIO | None) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.store = store
+        self.log = log
+        self._log_lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can take
+        # seconds on hosts without a resolver; the emulator never needs the name.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+    def track(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(conn)
+
+    def untrack(self, conn: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(conn)
+
+    def close_connections(self) -> None:
+        """Shut every open connection, so idle keep-alive handlers exit and clients see EOF."""
+        with self._connections_lock:
+            conns = list(self._connections)
+        for conn in conns:
+            # OSError: already closed by the peer or by its handler.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def write_log(self, line: str) -> None:
+        if self.log is None:
+            return
+        with self._log_lock:
+            print(line, file=self.log, flush=True)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that vanished (or our own shutdown) is routine for a fault-injecting
+        # emulator; anything else gets one line, never a traceback with request data.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            return
+        self.write_log(f"emulator: internal error handling a request: {type(exc).__name__}")
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, like the real API behind its load balancer
+    server_version = "allowlist-sync-emulator"
+    sys_version = ""
+    # Headers and body go out in separate writes; without TCP_NODELAY, Nagle plus delayed
+    # ACKs add ~40 ms to every response over loopback.
+    disable_nagle_algorithm = True
+
+    @property
+    def _server(self) -> _HTTPServer:
+        return cast(_HTTPServer, self.server)
+
+    def setup(self) -> None:
+        super().setup()
+        self._server.track(self.connection)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self._server.untrack(self.connection)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """Silence the default access log; `_dispatch` writes its own line."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the default logger (it would print the raw request line)."""
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Answer protocol-level errors (bad request line, unknown method) in the API envelope."""
+        self._send(error_response(code, message or "Bad request.", explain or ""), "")
+        self.close_connection = True
+
+    def do_GET(self) -> None:
+        """Dispatch GET."""
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        """Dispatch POST."""
+        self._dispatch()
+
+    def do_PUT(self) -> None:
+        """Dispatch PUT."""
+        self._dispatch()
+
+    def do_DELETE(self) -> None:
+        """Dispatch DELETE."""
+        self._dispatch()
+
+    def do_PATCH(self) -> None:
+        """Dispatch PATCH (answered 405 by the store)."""
+        self._dispatch()
+
+    def do_HEAD(self) -> None:
+        """Dispatch HEAD (answered 405 by the store)."""
+        self._dispatch()
+
+    def do_OPTIONS(self) -> None:
+        """Dispatch OPTIONS (answered 405 by the store)."""
+        self._dispatch()
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            return self._read_chunked()
+        raw_length = self.headers.get("Content-Length")
+        if raw_length is None:
+            return None
+        if not raw_length.strip().isdigit():
+            raise _ProtocolError(400, "Invalid Content-Length")
+        length = int(raw_length)
+        if length > MAX_BODY_BYTES:
+            raise _ProtocolError(413, "Request body too large")
+        return self.rfile.read(length)
+
+    def _read_chunked(self) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise _ProtocolError(400, "Invalid chunked encoding") from None
+            if size == 0:
+                # Skip trailers up to the blank line that ends the message.
+                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                    pass
+                return b"".join(chunks)
+            total += size
+            if total > MAX_BODY_BYTES:
+                raise _ProtocolError(413, "Request body too large")
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline(1024)  # the CRLF after each chunk
+
+    def _dispatch(self) -> None:
+        split = urlsplit(self.path)
+        path = split.path or "/"
+        try:
+            body = self._read_body()
+        except _ProtocolError as exc:
+            self._send(error_response(exc.code, exc.message, exc.message), path)
+            self.close_connection = True
+            return
+        query = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
+        headers = dict(self.headers.items())
+        peer = str(self.client_address[0])
+        response = self._server.store.handle(self.command, path, query, headers, body, peer)
+        if response.drop:
+            # Write nothing and close: the client sees EOF instead of a response.
+            self.close_connection = True
+            self._server.write_log(f"emulator: {self.command} {path} -> dropped")
+            return
+        self._send(response, path)
+
+    def _send(self, response: Response, path: str) -> None:
+        payload = b""
+        if response.body is not None:
+            payload = json.dumps(response.body).encode()
+        try:
+            self.send_response(response.status)
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            if response.status != 204:
+                if response.body is not None:
+                    self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            if payload and self.command != "HEAD" and response.status != 204:
+                self.wfile.write(payload)
+        except OSError:
+            self.close_connection = True  # the client went away; nothing to answer
+        if path:
+            command = self.command or "-"
+            self._server.write_log(f"emulator: {command} {path} -> {response.status}")
+
+
+class _ProtocolError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class EmulatorServer:
+    """The emulator listening on a loopback port, served from a daemon thread."""
+
+    def __init__(
+        self,
+        store: EmulatorStore | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        quiet: bool = False,
+        log: TextIO | None = None,
+    ) -> None:
+        self.store = store if store is not None else EmulatorStore()
+        self._host = host
+        self._port = port
+        self._quiet = quiet
+        self._log = log
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> EmulatorServer:
+        """Bind and start serving in a daemon thread; returns self."""
+        if self._httpd is not None:
+            raise RuntimeError("the emulator is already running")
+        log = None if self._quiet else (self._log or sys.stderr)
+        self.store.clear_wake()
+        httpd = _HTTPServer((self._host, self._port), self.store, log)
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": _POLL_INTERVAL},
+            name=f"allowlist-sync-emulator:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and abort pending delays; idempotent."""
+        httpd, thread = self._httpd, self._thread
+        if httpd is None:
+            return
+        self._httpd = self._thread = None
+        self.store.wake_sleepers()
+        httpd.shutdown()
+        httpd.close_connections()
+        httpd.server_close()
+        if thread is not None:
+            thread.join(timeout=1.0)
+
+    @property
+    def running(self) -> bool:
+        """Whether the server is started and not yet stopped."""
+        return self._httpd is not None
+
+    @property
+    def port(self) -> int:
+        """The bound port (the real one when constructed with port 0)."""
+        if self._httpd is None:
+            raise RuntimeError("the emulator is not running")
+        return self._httpd.server_port
+
+    @property
+    def url(self) -> str:
+        """Base URL without a trailing slash, e.g. `http://127.0.0.1:54321`."""
+        return f"http://{_url_host(self._host)}:{self.port}"
+
+    def __enter__(self) -> EmulatorServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def _url_host(host: str) -> str:
+    # A wildcard bind is reachable on loopback; IPv6 literals need brackets in a URL.
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    account_id: int = DEFAULT_ACCOUNT_ID,
+    token: str = DEFAULT_TOKEN,
+    max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
+    enforce: bool = False,
+    caller_ip: str | None = None,
+    out: TextIO | None = None,
+    *,
+    quiet: bool = False,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run the emulator until SIGINT/SIGTERM (or `stop` is set), printing the env to export."""
+    # Resolved at call time (not as a default) so a redirected sys.stdout is honoured.
+    out = out if out is not None else sys.stdout
+    store = EmulatorStore(
+        account_id, token, max_page_size=max_page_size, enforce=enforce, caller_ip=caller_ip
+    )
+    stop_event = stop if stop is not None else threading.Event()
+    previous: dict[signal.Signals, Any] = {}
+    # Signal handlers can only be installed from the main thread; elsewhere use `stop`.
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda _signum, _frame: stop_event.set())
+    try:
+        with EmulatorServer(store, host=host, port=port, quiet=quiet) as server:
+            print(f"export DBT_CLOUD_HOST_URL={server.url}", file=out)
+            print(f"export DBT_CLOUD_ACCOUNT_ID={account_id}", file=out)
+            print(f"export DBT_CLOUD_TOKEN={shlex.quote(token)}", file=out)
+            out.flush()
+            if not quiet:
+                print(
+                    f"emulator: listening on {server.url} (state: {server.url}/_emulator/state);"
+                    " Ctrl-C to stop",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            # A timed wait keeps the main thread responsive to signals on every platform.
+            while not stop_event.wait(0.2):
+                pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not quiet:
+        print("emulator: stopped", file=sys.stderr, flush=True)
