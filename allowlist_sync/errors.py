@@ -10,6 +10,7 @@
     │   ├── ForbiddenError           403 otherwise: the token lacks the permission
     │   ├── NotFoundError              404: wrong account id, rule id or host
     │   ├── ConflictError              409: e.g. every submitted CIDR already exists
+    │   ├── CidrsRejectedError         400 with failed_cidrs: the platform refused every CIDR
     │   ├── AmbiguousWriteError        a write may or may not have happened (timeout after send)
     │   └── ApiResponseError           the answer was not the shape the API documents
     ├── OwnershipError        (3)      the owned rule is ambiguous or is not an allow rule
@@ -23,6 +24,7 @@ never formatted into a message, and `logs.redact` scrubs it once more before any
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -104,6 +106,24 @@ class NotFoundError(ApiError):
 
 class ConflictError(ApiError):
     kind = "conflict"
+
+
+class CidrsRejectedError(ApiError):
+    """A write saved nothing because the platform refused every submitted CIDR (400/409)."""
+
+    kind = "cidrs_rejected"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        failed_cidrs: list[str],
+        already_exists: list[str],
+        **kwargs: Any,
+    ) -> None:
+        self.failed_cidrs = failed_cidrs
+        self.already_exists = already_exists
+        super().__init__(message, **kwargs)
 
 
 class AmbiguousWriteError(ApiError):

@@ -63,7 +63,7 @@ def check_plan(plan: Plan, limits: Limits, *, force: bool = False) -> None:
 def _refuse_or_force(message: str, *, guard: str, details: dict[str, object], force: bool) -> None:
     if not force:
         raise UnsafePlanError(
-            f"refused: {message}; re-run with --force if this is intended",
+            f"{message}; re-run with --force if this is intended",
             guard=guard,
             details=details,
         )

@@ -26,6 +26,7 @@ from allowlist_sync.errors import (
     AllowlistSyncError,
     AmbiguousWriteError,
     ApiResponseError,
+    CidrsRejectedError,
     ConflictError,
     OwnershipError,
     UnsafePlanError,
@@ -70,14 +71,21 @@ def run_once(
     client: DbtClient | None = None
     try:
         # 1. Source: fetched and validated before the target is touched at all.
+        # A flag wins over ALLOWLIST_SYNC_SOURCE_FILE, which serve mode (no flags) relies on.
+        from_flags = options.source_file is not None or options.source_url is not None
         feed = load_feed(
             settings,
-            source_file=options.source_file,
+            source_file=options.source_file if from_flags else settings.source_file,
             source_url=options.source_url,
             stdin=stdin,
             transport=feed_transport,
         )
         outcome.source = feed.source
+        if feed.source.kind == "cache":
+            outcome.warnings.append(
+                "Microsoft's download center gave no file; using the cached copy dated "
+                f"{feed.source.file_date} (downloaded {feed.source.fetched_at})"
+            )
         log.info(
             "source_loaded",
             kind=feed.source.kind,
@@ -142,16 +150,12 @@ def run_once(
             outcome.status = "changes_pending"
         else:
             # 6. Apply, 7. verify.
-            result, plan = apply_plan(
-                client, plan, current, desired, settings, options, enforcement
-            )
-            outcome.plan = plan
-            if result is not None:
-                outcome.failed_cidrs = tuple(result.failed_cidrs)
-                outcome.already_existed = tuple(result.cidrs_already_exists)
-                outcome.rule_id = result.rule.id
-            assert outcome.rule_id is not None
-            verify(client, outcome.rule_id, desired, outcome.failed_cidrs)
+            applied = apply_plan(client, plan, current, desired, settings, options, enforcement)
+            outcome.rule_id = applied.rule_id
+            outcome.failed_cidrs = applied.failed_cidrs
+            outcome.already_existed = applied.already_existed
+            if applied.rule_id is not None:
+                verify(client, applied.rule_id, applied.plan, applied.failed_cidrs)
             outcome.status = "failed" if outcome.failed_cidrs else "applied"
             if outcome.failed_cidrs:
                 outcome.warnings.append(
@@ -247,7 +251,7 @@ def check_lockout(
         log.info("lockout_check", caller_allowed_without_owned_rule=True)
         return
     message = (
-        f"refused: IP restrictions are enforced and this job's own address is allowed only by "
+        f"IP restrictions are enforced and this job's own address is allowed only by "
         f"rule {plan.rule_id}; removing {len(plan.remove)} CIDR(s) from it could lock this job "
         "(and anyone behind the same egress) out, which only dbt support can undo. Allow the "
         "job's egress IP in another rule, or re-run with --allow-lockout-risk"
@@ -265,6 +269,16 @@ def check_lockout(
     )
 
 
+@dataclass(frozen=True)
+class Applied:
+    """What a write achieved: the plan finally written (after any re-plan) and what was refused."""
+
+    plan: Plan
+    rule_id: int | None
+    failed_cidrs: tuple[str, ...] = ()
+    already_existed: tuple[str, ...] = ()
+
+
 def apply_plan(
     client: DbtClient,
     plan: Plan,
@@ -273,15 +287,25 @@ def apply_plan(
     settings: Settings,
     options: RunOptions,
     enforcement: bool,
-) -> tuple[WriteResult | None, Plan]:
+) -> Applied:
     """Write the plan: create the rule, or one PUT. An ambiguous write is re-read, not replayed.
 
-    Returns the last write's result (None when a re-read showed the change already applied)
-    and the plan that was finally written.
+    CIDRs the platform refuses are reported in the result, not retried: the rest of the change
+    stays applied, and the next run tries only what is still missing.
     """
     for round_ in range(1, MAX_WRITE_ROUNDS + 1):
         try:
             result = _write(client, plan, current, settings, enforcement)
+        except CidrsRejectedError as exc:
+            log.error(
+                "cidrs_rejected", failed_cidrs=exc.failed_cidrs, already_existed=exc.already_exists
+            )
+            return Applied(
+                plan,
+                current.id if current else None,
+                tuple(exc.failed_cidrs),
+                tuple(exc.already_exists),
+            )
         except (AmbiguousWriteError, ConflictError) as exc:
             if round_ == MAX_WRITE_ROUNDS:
                 raise
@@ -298,7 +322,7 @@ def apply_plan(
             check_plan(plan, _limits(settings), force=options.force)
             if not plan.has_changes:
                 log.info("write_confirmed_by_reread", round=round_)
-                return None, plan
+                return Applied(plan, current.id if current else None)
             log.info(
                 "plan",
                 add=len(plan.add),
@@ -318,7 +342,9 @@ def apply_plan(
             failed_cidrs=result.failed_cidrs,
             already_existed=result.cidrs_already_exists,
         )
-        return result, plan
+        return Applied(
+            plan, result.rule.id, tuple(result.failed_cidrs), tuple(result.cidrs_already_exists)
+        )
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -334,34 +360,35 @@ def _write(
     return client.update_owned_rule(current, add=[str(n) for n in plan.add], remove=plan.remove)
 
 
-def verify(
-    client: DbtClient, rule_id: int, desired: tuple[Network, ...], refused: tuple[str, ...]
-) -> None:
-    """Read the rule back: it must hold exactly the desired set, less what the platform refused."""
+def verify(client: DbtClient, rule_id: int, plan: Plan, refused: tuple[str, ...]) -> None:
+    """Read the rule back: it must hold exactly what the plan leads to, less refused CIDRs.
+
+    In `sync` mode that is the desired set, each network once; in `add-only` mode it also
+    includes what the plan deliberately kept.
+    """
     rule = client.get_rule(rule_id)
-    refused_networks: set[Network] = set()
-    for text in refused:
-        try:
-            refused_networks.add(parse_network(text))
-        except ValueError:
-            continue
-    expected = set(desired) - refused_networks
-    stored_set: set[Network] = set()
-    for entry in rule.active_cidrs:
-        try:
-            stored_set.add(parse_network(entry.cidr))
-        except ValueError:
-            continue  # counted below: anything not in stored_set is a duplicate or invalid
+    refused_networks = {n for n in map(_network, refused) if n is not None}
+    added = [n for n in plan.add if n not in refused_networks]
+    kept = [_network(c.cidr) for c in plan.keep]
+    expected = set(added) | {n for n in kept if n is not None}
+    stored = [_network(c.cidr) for c in rule.active_cidrs]
+    stored_set = {n for n in stored if n is not None}
     missing = expected - stored_set
     unexpected = stored_set - expected
-    duplicates = len(rule.active_cidrs) - len(stored_set)
-    if missing or unexpected or duplicates:
+    surplus = len(stored) - (len(kept) + len(added))  # duplicates or entries nobody planned
+    if missing or unexpected or surplus:
         raise VerifyError(
-            f"rule {rule_id} does not hold the desired set after applying: "
-            f"{len(missing)} missing, {len(unexpected)} unexpected, {duplicates} duplicate or "
-            "invalid entries"
+            f"rule {rule_id} does not hold the planned set after applying: {len(missing)} "
+            f"missing, {len(unexpected)} unexpected, {surplus:+d} entries against the plan"
         )
-    log.info("verified", rule_id=rule_id, cidrs=len(stored_set))
+    log.info("verified", rule_id=rule_id, cidrs=len(stored))
+
+
+def _network(text: str) -> Network | None:
+    try:
+        return parse_network(text)
+    except ValueError:
+        return None
 
 
 def _limits(settings: Settings) -> Limits:

@@ -27,6 +27,7 @@ from allowlist_sync.errors import (
     ApiError,
     ApiResponseError,
     AuthError,
+    CidrsRejectedError,
     ConflictError,
     ForbiddenError,
     NotFoundError,
@@ -250,6 +251,8 @@ class DbtClient:
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status >= 400:
+            if is_write and status == 400:
+                _raise_if_cidrs_rejected(response, method, path)
             raise _error_for(response, method, path)
         return response
 
@@ -352,6 +355,25 @@ def _cidr_strings(value: Any) -> list[str]:
         if isinstance(item, str):
             out.append(item)
     return out
+
+
+def _raise_if_cidrs_rejected(response: httpx.Response, method: str, path: str) -> None:
+    """A 400 that lists failed_cidrs means the platform refused every CIDR it was sent."""
+    try:
+        extra = response.json().get("extra")
+    except (ValueError, AttributeError):
+        return
+    failed = _cidr_strings(extra.get("failed_cidrs")) if isinstance(extra, dict) else []
+    if failed:
+        assert isinstance(extra, dict)
+        raise CidrsRejectedError(
+            f"the platform refused every submitted CIDR: {', '.join(failed)}",
+            failed_cidrs=failed,
+            already_exists=_cidr_strings(extra.get("cidrs_already_exists")),
+            status_code=400,
+            method=method,
+            path=path,
+        )
 
 
 def _write_result(body: dict[str, Any], what: str) -> WriteResult:

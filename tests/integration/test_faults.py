@@ -1,0 +1,168 @@
+"""Faults injected into the emulator: every run ends with the allowlist exactly right.
+
+After each fault: the owned rule holds the desired set, there is one owned rule, no CIDR twice,
+the other rule untouched, enforcement unchanged, and the outcome's exit code is documented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from allowlist_sync.config import Settings
+from allowlist_sync.emulator import EmulatorStore, Fault
+from allowlist_sync.errors import ExitCode
+from allowlist_sync.outcome import Outcome
+from allowlist_sync.sync import RunOptions, run_once
+from tests.conftest import PUBLIC_FEED, aad_prefixes, feed_doc, owned_rule, write_feed
+
+PUBLISHED = aad_prefixes(feed_doc())
+RULES = r"/ip-restrictions/$"
+ONE_RULE = r"/ip-restrictions/\d+$"
+
+
+@pytest.fixture
+def other_rule(store: EmulatorStore) -> int:
+    """A rule somebody else owns, with enforcement on and the caller allowed by it."""
+    rule_id = store.seed_rule("Office VPN", cidrs=["198.51.100.0/24"])
+    store.set_enforcement(True)
+    store.caller_ip = "198.51.100.9"
+    return rule_id
+
+
+def assert_exactly(store: EmulatorStore, expected: list[str], other_rule: int) -> None:
+    """The allowlist is exactly right and nothing else moved."""
+    rule = owned_rule(store)
+    assert rule is not None
+    stored = [c["cidr"] for c in rule["cidrs"]]
+    assert sorted(stored) == sorted(expected), "owned rule differs from the desired set"
+    others = [r for r in store.snapshot() if r["id"] == other_rule]
+    assert [c["cidr"] for c in others[0]["cidrs"]] == ["198.51.100.0/24"]
+    assert store.rule_set_enabled is True and store.enforcement_flips == 0
+
+
+def run(settings: Settings, feed: Path = PUBLIC_FEED) -> Outcome:
+    return run_once(settings, RunOptions(source_file=str(feed)))
+
+
+def test_rate_limited_with_retry_after(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """429s with Retry-After on the first requests are waited out, then the job succeeds."""
+    store.add_fault(Fault(action="status", status=429, retry_after="0", times=2))
+    outcome = run(settings)
+    assert outcome.status == "applied" and outcome.exit_code() == ExitCode.OK
+    assert outcome.requests == 5  # 2 refused lists, then list, create, verify
+    assert_exactly(store, PUBLISHED, other_rule)
+
+
+def test_rate_limited_with_an_http_date(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """A Retry-After given as an HTTP date in the past is honoured as 'now'."""
+    store.add_fault(Fault(action="status", status=429, retry_after="Wed, 21 Oct 2015 07:28:00 GMT"))
+    assert run(settings).status == "applied"
+    assert_exactly(store, PUBLISHED, other_rule)
+
+
+def test_503_on_the_write_is_re_read_not_replayed(
+    settings: Settings, store: EmulatorStore, other_rule: int, tmp_path: Path
+) -> None:
+    """A 503 on the PUT leads to a re-read and a re-plan, then exactly one processed write."""
+    run(settings)
+    changed = [*PUBLISHED[1:], "20.20.64.0/19"]
+    store.add_fault(Fault(method="PUT", action="status", status=503))
+    outcome = run(settings, write_feed(tmp_path / "f.json", changed))
+    assert outcome.status == "applied"
+    assert store.write_count() == 2  # the create and one processed PUT
+    assert_exactly(store, changed, other_rule)
+
+
+def test_connection_dropped_after_the_put_was_applied(
+    settings: Settings, store: EmulatorStore, other_rule: int, tmp_path: Path
+) -> None:
+    """A PUT applied but unanswered is confirmed by a re-read, never sent twice."""
+    run(settings)
+    changed = [*PUBLISHED[2:], "20.20.64.0/19"]
+    store.add_fault(Fault(method="PUT", action="drop_after"))
+    outcome = run(settings, write_feed(tmp_path / "f.json", changed))
+    assert outcome.status == "applied"
+    assert [r.method for r in store.requests].count("PUT") == 1
+    assert_exactly(store, changed, other_rule)
+
+
+def test_connection_dropped_after_the_create(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """A create applied but unanswered never produces a second rule with the owned name."""
+    store.add_fault(Fault(method="POST", path_regex=RULES, action="drop_after"))
+    outcome = run(settings)
+    assert outcome.status == "applied" and outcome.rule_id is not None
+    assert [r.method for r in store.requests].count("POST") == 1
+    assert_exactly(store, PUBLISHED, other_rule)
+
+
+def test_slow_put_past_the_timeout(
+    settings: Settings, store: EmulatorStore, other_rule: int, tmp_path: Path
+) -> None:
+    """A PUT that is applied but answered after the client's timeout is re-read, not replayed."""
+    run(settings)
+    changed = [*PUBLISHED[1:], "20.20.64.0/19"]
+    store.add_fault(Fault(method="PUT", action="delay_after", seconds=2.0))
+    quick = settings.model_copy(update={"http_timeout": 0.5})
+    outcome = run(quick, write_feed(tmp_path / "f.json", changed))
+    assert outcome.status == "applied"
+    assert [r.method for r in store.requests].count("PUT") == 1
+    assert_exactly(store, changed, other_rule)
+
+
+def test_slow_read_past_the_timeout_is_retried(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """A list request slower than the timeout is simply retried."""
+    store.add_fault(Fault(method="GET", path_regex=RULES, action="delay_before", seconds=2.0))
+    quick = settings.model_copy(update={"http_timeout": 0.5})
+    assert run(quick).status == "applied"
+    assert_exactly(store, PUBLISHED, other_rule)
+
+
+def test_persistent_outage_fails_without_writing(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """An API that answers 500 to everything fails the run (exit 1) after bounded retries."""
+    store.add_fault(Fault(action="status", status=500, times=100))
+    outcome = run(settings)
+    assert outcome.status == "failed" and outcome.exit_code() == ExitCode.FAILED
+    assert outcome.requests == settings.retry_attempts
+    assert "HTTP 500" in str(outcome.error) and store.write_count() == 0
+    assert owned_rule(store) is None
+
+
+def test_writes_failing_every_time_give_up_after_bounded_rounds(
+    settings: Settings, store: EmulatorStore, other_rule: int, tmp_path: Path
+) -> None:
+    """PUTs that keep failing with 502 stop after a bounded number of re-plans, rule intact."""
+    run(settings)
+    store.add_fault(Fault(method="PUT", action="status", status=502, times=100))
+    outcome = run(settings, write_feed(tmp_path / "f.json", [*PUBLISHED[1:], "20.20.64.0/19"]))
+    assert outcome.status == "failed" and outcome.error is not None
+    assert outcome.error.kind == "ambiguous_write"
+    assert_exactly(store, PUBLISHED, other_rule)
+
+
+def test_refused_cidrs_are_reported_and_the_rest_applied(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """A CIDR the platform refuses fails the run (exit 1) while every other CIDR is applied."""
+    blocked = PUBLISHED[5]
+    store.seed_rule("Blocked", type=2, cidrs=[blocked])
+    outcome = run(settings)
+    assert outcome.status == "failed" and outcome.exit_code() == ExitCode.FAILED
+    assert outcome.failed_cidrs == (blocked,)
+    assert outcome.to_json()["failed_cidrs"] == [blocked]
+    assert_exactly(store, [p for p in PUBLISHED if p != blocked], other_rule)
+    again = run(settings)  # the next run sends only the still-missing CIDR, once
+    assert again.failed_cidrs == (blocked,) and again.writes == 1
+    assert again.plan is not None and [str(n) for n in again.plan.add] == [blocked]
+    assert_exactly(store, [p for p in PUBLISHED if p != blocked], other_rule)
