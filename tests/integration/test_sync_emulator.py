@@ -88,3 +88,15 @@ def test_stored_bare_ips_and_duplicates_are_normalised(
     assert len(outcome.plan.remove) == 1 and outcome.status == "applied"
     rule = owned_rule(store)
     assert rule is not None and stored_networks(rule) == set(PUBLISHED)
+
+
+def test_request_counts_per_scenario(settings: Settings, store: EmulatorStore) -> None:
+    """First run: list, create, verify; steady state: one list per page and no write."""
+    for i in range(150):
+        store.seed_rule(f"team {i}", cidrs=[f"10.{i}.0.0/16"])
+    first = run_once(settings, RunOptions(source_file=str(PUBLIC_FEED)))
+    assert (first.requests, first.writes) == (2 + 1 + 1, 1)  # two pages of 151 rules
+    steady = run_once(settings, RunOptions(source_file=str(PUBLIC_FEED)))
+    assert (steady.requests, steady.writes) == (2, 0)
+    dry = run_once(settings, RunOptions(dry_run=True, source_file=str(PUBLIC_FEED)))
+    assert (dry.requests, dry.writes) == (2, 0)
