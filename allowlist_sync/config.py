@@ -28,6 +28,9 @@ DEFAULT_RULE_NAME = "allowlist-sync: Entra ID SCIM (AzureActiveDirectory)"
 DEFAULT_RULE_DESCRIPTION = (
     "Managed by allowlist-sync from Azure service tag ranges; manual edits are overwritten."
 )
+#: Tuesdays 06:00: the day after Microsoft's usual Monday publication, a week before new ranges
+#: are used.
+DEFAULT_SCHEDULE = "0 6 * * 2"
 FAMILIES = ("ipv4", "ipv6")
 CLOUDS = ("Public", "AzureGovernment", "China")
 
@@ -39,6 +42,7 @@ _DBT_ENV = {
     "token": "DBT_CLOUD_TOKEN",
     "token_file": "DBT_CLOUD_TOKEN_FILE",
     "host_url": "DBT_CLOUD_HOST_URL",
+    "max_feed_age_days": "ALLOWLIST_SYNC_MAX_FEED_AGE",
 }
 ENV_PREFIX = "ALLOWLIST_SYNC_"
 
@@ -66,6 +70,20 @@ def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
+
+
+def _parse_days(value: Any) -> Any:
+    """`14`, `14d` or `36h` as days; anything else is left for pydantic to refuse."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower()
+    for suffix, hours in (("d", 24.0), ("h", 1.0)):
+        if text.endswith(suffix):
+            try:
+                return float(text[:-1]) * hours / 24.0
+            except ValueError:
+                return value
+    return text
 
 
 class Settings(BaseSettings):
@@ -97,6 +115,15 @@ class Settings(BaseSettings):
     azure_cloud: Literal["Public", "AzureGovernment", "China"] = "Public"
     source_url: str | None = None
 
+    # --- discovery of the newest file when no source is given (azure/discover.py) ---
+    azure_details_url: str | None = None  # default: the cloud's Download Center page; `{id}` ok
+    azure_download_base: str | None = None  # default: the cloud's documented direct folder
+    probe_days: int = Field(default=14, ge=1, le=60)
+    cache_dir: Path | None = None  # default: $XDG_CACHE_HOME or ~/.cache, else a temp dir
+    max_feed_age_days: float = Field(
+        default=14, gt=0, validation_alias="ALLOWLIST_SYNC_MAX_FEED_AGE"
+    )
+
     # --- safety ---
     mode: Literal["sync", "add-only"] = "sync"
     min_prefixes: int = Field(default=10, ge=1)
@@ -111,6 +138,27 @@ class Settings(BaseSettings):
     # --- logs ---
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    # --- where the feed comes from when no flag says (serve mode has no flags) ---
+    source_file: str | None = None
+
+    # --- serve mode: schedule, shutdown, health endpoint ---
+    schedule: str = DEFAULT_SCHEDULE
+    timezone: str = "UTC"
+    run_on_start: bool = True
+    schedule_jitter: int = Field(default=0, ge=0, le=86400)
+    misfire_grace_time: int = Field(default=3600, ge=1)
+    shutdown_grace: float = Field(default=10.0, ge=0)
+    health_host: str = "0.0.0.0"
+    health_port: int = Field(default=8080, ge=0, le=65535)
+
+    # --- reporting: metrics export and webhook ---
+    metrics_file: Path | None = None
+    pushgateway_url: str | None = None
+    pushgateway_job: str = Field(default="allowlist-sync", min_length=1)
+    webhook_url: SecretStr | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0, le=120)
+    notify: Literal["changes", "always", "never"] = "changes"
 
     @field_validator("service_tags", "ip_families", "extra_cidrs", "exclude_cidrs", mode="before")
     @classmethod
@@ -155,7 +203,17 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} must be a bare host URL such as {DEFAULT_HOST_URL}")
         return url
 
-    @field_validator("source_url")
+    @field_validator("max_feed_age_days", mode="before")
+    @classmethod
+    def _days(cls, value: Any) -> Any:
+        return _parse_days(value)
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _empty_path(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("source_url", "azure_details_url", "azure_download_base")
     @classmethod
     def _source_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
@@ -166,6 +224,65 @@ class Settings(BaseSettings):
         if parts.scheme == "http" and not is_loopback_host(parts.hostname):
             raise ValueError("must use https (plain http is allowed only for loopback hosts)")
         return value
+
+    @field_validator("source_file", "pushgateway_url", "metrics_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("notify", mode="before")
+    @classmethod
+    def _lower_notify(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, value: str) -> str:
+        from allowlist_sync.crontab import cron_trigger  # apscheduler: only when configured
+
+        cron_trigger(value, "UTC")
+        return value.strip()
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        from allowlist_sync.crontab import resolve_timezone
+
+        resolve_timezone(value)
+        return value
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("https", "http") or not parts.hostname:
+                raise ValueError("is not an http(s) URL")
+        return value
+
+    @field_validator("webhook_url", mode="before")
+    @classmethod
+    def _webhook_url(cls, value: Any) -> Any:
+        # Checked before it becomes a SecretStr; messages never repeat it (it holds a token).
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or text == "":
+            return None
+        if not isinstance(text, str):
+            raise ValueError("must be a URL")
+        parts = urlsplit(text.strip())
+        if parts.scheme not in ("https", "http") or not parts.hostname:
+            raise ValueError("is not an http(s) URL")
+        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+            raise ValueError("must use https (plain http is allowed only for loopback hosts)")
+        return text.strip()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Settings:
+        if self.source_file is not None and self.source_url is not None:
+            raise ValueError(
+                "set ALLOWLIST_SYNC_SOURCE_FILE or ALLOWLIST_SYNC_SOURCE_URL, not both"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_token(self) -> Settings:

@@ -131,14 +131,7 @@ def run_once(
         # 4. Plan (rendered by the caller), 5. guards.
         plan = make_plan(desired, current, settings)
         outcome.plan = plan
-        log.info(
-            "plan",
-            add=len(plan.add),
-            remove=len(plan.remove),
-            keep=len(plan.keep),
-            create=plan.creates_rule,
-            mode=plan.mode,
-        )
+        log_plan(plan)
         if options.on_plan is not None:
             options.on_plan(plan, feed, current)
         check_plan(plan, _limits(settings), force=options.force)
@@ -237,6 +230,19 @@ def make_plan(desired: tuple[Network, ...], current: Rule | None, settings: Sett
     return apply_mode(plan, settings.mode)
 
 
+def log_plan(plan: Plan, *, replanned: bool = False) -> None:
+    """The `plan` event: its counts, and whether it was made again after an unconfirmed write."""
+    log.info(
+        "plan",
+        add=len(plan.add),
+        remove=len(plan.remove),
+        keep=len(plan.keep),
+        create=plan.creates_rule,
+        mode=plan.mode,
+        replanned=replanned,
+    )
+
+
 def check_lockout(
     client: DbtClient, plan: Plan, rules: list[Rule], enforcement: bool, *, allow_risk: bool
 ) -> None:
@@ -323,15 +329,7 @@ def apply_plan(
             if not plan.has_changes:
                 log.info("write_confirmed_by_reread", round=round_)
                 return Applied(plan, current.id if current else None)
-            log.info(
-                "plan",
-                add=len(plan.add),
-                remove=len(plan.remove),
-                keep=len(plan.keep),
-                create=plan.creates_rule,
-                mode=plan.mode,
-                replanned=True,
-            )
+            log_plan(plan, replanned=True)
             continue
         log.info(
             "applied",

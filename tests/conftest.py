@@ -21,6 +21,20 @@ PUBLIC_FEED = DATA / "ServiceTags_Public_20251028.trimmed.json"
 TOKEN = "dbtc_s3cr3t_test_token_4f9a8b7c"
 ACCOUNT_ID = 4242
 RULE_NAME = DEFAULT_RULE_NAME
+#: Nothing listens on the discard port: a test that forgets to give a source fails fast here
+#: instead of reaching Microsoft.
+OFFLINE = {
+    "ALLOWLIST_SYNC_AZURE_DETAILS_URL": "http://127.0.0.1:9/details",
+    "ALLOWLIST_SYNC_AZURE_DOWNLOAD_BASE": "http://127.0.0.1:9/download",
+}
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test reaches Microsoft, and none touches the user's real feed cache."""
+    for name, value in OFFLINE.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("ALLOWLIST_SYNC_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
 
 
 def feed_doc(path: Path = PUBLIC_FEED) -> dict[str, Any]:
@@ -60,7 +74,7 @@ def emulator(store: EmulatorStore) -> Iterator[EmulatorServer]:
 def settings(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Settings pointing at the emulator, with instant retries."""
     for name in list(os.environ):
-        if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")):
+        if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")) and name not in OFFLINE:
             monkeypatch.delenv(name)
     return load_settings(
         account_id=ACCOUNT_ID,
@@ -91,6 +105,9 @@ def cli_env(emulator: EmulatorServer | None = None, **extra: str) -> dict[str, s
         k: v for k, v in os.environ.items() if not k.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_"))
     }
     env.update({"ALLOWLIST_SYNC_LOG_FORMAT": "json", "ALLOWLIST_SYNC_RETRY_BACKOFF": "0"})
+    env.update(OFFLINE)
+    if "ALLOWLIST_SYNC_CACHE_DIR" in os.environ:  # the per-test cache the autouse fixture made
+        env["ALLOWLIST_SYNC_CACHE_DIR"] = os.environ["ALLOWLIST_SYNC_CACHE_DIR"]
     if emulator is not None:
         env.update(
             {

@@ -1,7 +1,8 @@
 """Parse and validate an Azure service-tags file, keeping only the tags asked for.
 
-The whole file (4 MB, 3,000 tags) is parsed with orjson, but only the selected entries are
-validated with pydantic: the other 3,000 entries are never looked at twice. Every problem is a
+Only the selected entries are decoded and validated with pydantic: `scan` finds them in a file
+of Microsoft's layout without building the other 3,000 entries; any other layout is parsed whole
+with orjson. Every problem is a
 FeedError that names the source and the problem; nothing downstream runs on a bad file.
 """
 
@@ -9,18 +10,21 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from allowlist_sync.azure.scan import scan
 from allowlist_sync.cidrs import parse_network
 from allowlist_sync.errors import FeedError
 
 #: Far above the real Public file (4.1 MB in 2025): a larger body is not a service-tags file.
 MAX_FEED_BYTES = 64 * 1024 * 1024
 _FILE_DATE = re.compile(r"ServiceTags_(?P<cloud>[A-Za-z]+)_(?P<date>\d{8})\.json")
+#: The `SourceInfo.kind`s of a file found by discovery (rather than given by the user).
+DISCOVERY_KINDS = frozenset({"details_page", "date_probe", "cache"})
 
 
 class _TagProperties(BaseModel):
@@ -46,17 +50,25 @@ class SourceInfo:
     cloud: str | None = None
     change_number: int | None = None
     file_date: str | None = None  # YYYYMMDD, from the file name when it has one
+    #: Discovery only: when the body was downloaded (ISO 8601, UTC), and whether the server
+    #: answered 304 Not Modified so the body came from the cache.
+    fetched_at: str | None = None
+    not_modified: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The `source` object of the JSON output."""
         where = "file" if self.kind == "file" else "url"
-        return {
+        out: dict[str, Any] = {
             "kind": self.kind,
             where: self.location,
             "cloud": self.cloud,
             "changeNumber": self.change_number,
             "fileDate": self.file_date,
         }
+        if self.kind in DISCOVERY_KINDS:
+            out["fetchedAt"] = self.fetched_at
+            out["notModified"] = self.not_modified
+        return out
 
 
 @dataclass(frozen=True)
@@ -93,7 +105,7 @@ def parse_feed(
         raise FeedError(
             f"body is {len(body)} bytes, over the {MAX_FEED_BYTES}-byte limit", source=where
         )
-    doc = _load_json(body, where)
+    doc = _load_json(body, where, tags)
     if not isinstance(doc, dict) or not isinstance(doc.get("values"), list):
         raise FeedError("not a service-tags file (no 'values' list at the top level)", source=where)
     cloud = doc.get("cloud")
@@ -139,9 +151,8 @@ def parse_feed(
         prefixes[tag] = tuple(value.properties.addressPrefixes)
         change_numbers[tag] = value.properties.changeNumber
 
-    info = SourceInfo(
-        kind=source.kind,
-        location=source.location,
+    info = replace(
+        source,
         cloud=cloud,
         change_number=change_number,
         file_date=source.file_date or file_date_from_name(source.location),
@@ -155,13 +166,18 @@ def parse_feed(
     )
 
 
-def _load_json(body: bytes, where: str) -> Any:
+def _load_json(body: bytes, where: str, tags: Sequence[str]) -> Any:
+    """The document, or only its selected entries when the fast scan recognises the layout."""
     body = body.removeprefix(b"\xef\xbb\xbf")  # Microsoft has shipped files with a BOM
     head = body[:256].lstrip().lower()
     if not head:
         raise FeedError("the body is empty", source=where)
     if head.startswith((b"<!doctype", b"<html", b"<")):
         raise FeedError("got an HTML page where a JSON file was expected", source=where)
+    scanned = scan(body, tags)
+    if scanned is not None:
+        values = list(scanned.entries.values())
+        return {"cloud": scanned.cloud, "changeNumber": scanned.change_number, "values": values}
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

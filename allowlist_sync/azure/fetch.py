@@ -35,6 +35,20 @@ BROWSER_HEADERS = {
 }
 
 
+class UnavailableError(FeedError):
+    """The URL gave no body to use: an HTTP error status, or no answer even after retries.
+
+    Discovery moves on to its next step on this error; any other FeedError is about what was
+    received (too large, an unsafe redirect) and stops the run.
+    """
+
+    def __init__(
+        self, message: str, *, source: str | None = None, status_code: int | None = None
+    ) -> None:
+        self.status_code = status_code
+        super().__init__(message, source=source)
+
+
 @dataclass(frozen=True)
 class Fetched:
     """A downloaded body and where it finally came from."""
@@ -77,7 +91,9 @@ def fetch(
                     accept_statuses=accept_statuses,
                 )
     except Transient as exc:
-        raise FeedError(f"{exc.reason} (gave up after retries)", source=url) from None
+        raise UnavailableError(
+            f"{exc.reason} (gave up after retries)", source=url, status_code=exc.status_code
+        ) from None
     raise AssertionError("unreachable")  # pragma: no cover - tenacity always returns or raises
 
 
@@ -104,7 +120,9 @@ def _get_following(
                         retry_after=parse_retry_after(resp.headers.get("retry-after")),
                     )
                 if resp.status_code not in accept_statuses:
-                    raise FeedError(f"HTTP {resp.status_code}", source=current)
+                    raise UnavailableError(
+                        f"HTTP {resp.status_code}", source=current, status_code=resp.status_code
+                    )
                 body = _read_limited(resp, max_bytes, current)
                 return Fetched(
                     url=current, status_code=resp.status_code, body=body, headers=resp.headers
@@ -115,7 +133,7 @@ def _get_following(
             raise Transient(
                 f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
             ) from None
-    raise FeedError(f"more than {MAX_REDIRECTS} redirects", source=url)
+    raise UnavailableError(f"more than {MAX_REDIRECTS} redirects", source=url)
 
 
 def _read_limited(resp: httpx.Response, max_bytes: int, url: str) -> bytes:

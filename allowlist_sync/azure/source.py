@@ -1,21 +1,25 @@
 """Choose where the service-tags file comes from and return the validated Feed.
 
 Order: `--source-file` (a path, or `-` for stdin), then `--source-url` /
-`ALLOWLIST_SYNC_SOURCE_URL`. Nothing about the dbt side happens here.
+`ALLOWLIST_SYNC_SOURCE_URL`, else discovery of the newest file of the configured cloud
+(`azure/discover.py`: details page, date probing, last good cached copy). Nothing about the
+dbt side happens here.
 """
 
 from __future__ import annotations
 
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
+from allowlist_sync.azure.discover import discover_feed
 from allowlist_sync.azure.feed import MAX_FEED_BYTES, Feed, SourceInfo, parse_feed
 from allowlist_sync.azure.fetch import fetch
 from allowlist_sync.config import Settings
-from allowlist_sync.errors import ConfigError, FeedError
+from allowlist_sync.errors import FeedError
 
 
 def load_feed(
@@ -25,8 +29,13 @@ def load_feed(
     source_url: str | None = None,
     stdin: BinaryIO | None = None,
     transport: httpx.BaseTransport | None = None,
+    now: datetime | None = None,
 ) -> Feed:
-    """Read, parse and validate the configured source; raises FeedError on any problem."""
+    """Read, parse and validate the configured source; raises FeedError on any problem.
+
+    `now` (default: the current time) dates the discovery: which dates to probe, and how old
+    the cached copy is.
+    """
     tags = settings.service_tags
     cloud = settings.azure_cloud
     if source_file is not None:
@@ -34,10 +43,7 @@ def load_feed(
         return parse_feed(body, source=info, tags=tags, expected_cloud=cloud)
     url = source_url or settings.source_url
     if url is None:
-        raise ConfigError(
-            "no service-tags source: pass --source-file or --source-url, or set "
-            "ALLOWLIST_SYNC_SOURCE_URL"
-        )
+        return discover_feed(settings, transport=transport, now=now)
     with httpx.Client(timeout=settings.http_timeout, transport=transport) as client:
         fetched = fetch(client, url, retry=settings.retry_policy(), max_bytes=MAX_FEED_BYTES)
     info = SourceInfo(kind="url", location=fetched.url)

@@ -1,0 +1,1 @@
+"""Fakes of outside services that tests run against over loopback."""
