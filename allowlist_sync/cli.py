@@ -7,6 +7,7 @@ Heavy modules (httpx, pydantic, the pipeline) are imported inside the commands, 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from collections.abc import Sequence
@@ -90,6 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "demo", help="the whole job against a built-in emulator and a bundled real feed"
     )
+
+    commands.add_parser(
+        "serve",
+        help="run on a schedule (ALLOWLIST_SYNC_SCHEDULE) with /livez, /readyz and /metrics",
+        description="Run the sync on a cron schedule until SIGTERM or SIGINT (SIGUSR1: run now). "
+        "Configured by the environment only: ALLOWLIST_SYNC_SCHEDULE (default '0 6 * * 2'), "
+        "ALLOWLIST_SYNC_TIMEZONE, ALLOWLIST_SYNC_RUN_ON_START, ALLOWLIST_SYNC_HEALTH_PORT; "
+        "see docs/running.md.",
+    )
+    check = commands.add_parser(
+        "check", help="validate the configuration and that the token can read the rules"
+    )
+    check.add_argument(
+        "--output", choices=("text", "json"), default="text", help="text (default) or JSON"
+    )
     return parser
 
 
@@ -108,6 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from allowlist_sync.demo import run_demo
 
             return run_demo(sys.stdout)
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "check":
+            return _check(args)
     except KeyboardInterrupt:
         return 130
     raise AssertionError(args.command)  # pragma: no cover
@@ -136,6 +156,7 @@ def _sync(args: argparse.Namespace) -> int:
         render_outcome_text,
         render_plan_text,
     )
+    from allowlist_sync.report import Reporter
     from allowlist_sync.sync import RunOptions, run_once
 
     log = logs.get_logger(__name__)
@@ -162,6 +183,7 @@ def _sync(args: argparse.Namespace) -> int:
         on_plan=show_plan if args.output == "text" else None,
     )
     outcome = run_once(settings, options)
+    Reporter(settings).report(outcome)
     if args.output == "json":
         render_outcome_json(outcome, sys.stdout)
     else:
@@ -182,3 +204,40 @@ def _emulator(args: argparse.Namespace) -> int:
         caller_ip=args.caller_ip,
     )
     return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    _configure_logs_from_env()
+    from allowlist_sync import logs
+    from allowlist_sync.config import load_settings
+    from allowlist_sync.errors import ConfigError
+    from allowlist_sync.scheduler import serve
+
+    log = logs.get_logger(__name__)
+    try:
+        settings = load_settings()
+        logs.configure(level=settings.log_level, fmt=settings.log_format)
+        return serve(settings)
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        return int(exc.exit_code)
+
+
+def _check(args: argparse.Namespace) -> int:
+    _configure_logs_from_env()
+    from allowlist_sync import logs
+    from allowlist_sync.check import run_check
+    from allowlist_sync.config import load_settings
+    from allowlist_sync.errors import ConfigError
+
+    log = logs.get_logger(__name__)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        log.error("config_invalid", error=str(exc))
+        if args.output == "json":
+            error = {"kind": exc.kind, "message": str(exc)}
+            print(json.dumps({"ok": False, "config": {"ok": False, "error": error}}))
+        return int(exc.exit_code)
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    return run_check(settings, sys.stdout, output=args.output)

@@ -1,0 +1,204 @@
+"""Prometheus metrics of the job, in a registry of its own (never prometheus_client's global one).
+
+`SyncMetrics` is a collector over plain values: every Outcome is `record`ed into it, and it
+renders them on demand, for `/metrics` in serve mode, a Pushgateway push or a node-exporter
+textfile. Gauges that have no value yet (no successful run, no next run in one-shot mode) are
+left out rather than exported as 0, so a push after a failed run cannot overwrite the last
+success time, and `restore` carries counters and the last success over from a previous textfile.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+from allowlist_sync import __version__
+from allowlist_sync.outcome import Outcome
+
+PREFIX = "allowlist_sync"
+#: Every outcome status, so that each `runs_total` series exists (at 0) from the start.
+STATUSES = ("in_sync", "changes_pending", "applied", "refused", "failed")
+#: Statuses of a run that did its job (exit code 0).
+SUCCESS_STATUSES = frozenset({"in_sync", "changes_pending", "applied"})
+#: Why a scheduled run did not start: past the misfire grace time, or the previous one still ran.
+SKIP_REASONS = ("missed", "overlap")
+
+
+@dataclass
+class _Values:
+    runs: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0.0))
+    skipped: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0.0))
+    cidrs_added: float = 0.0
+    cidrs_removed: float = 0.0
+    cidrs_refused: float = 0.0
+    desired: float | None = None
+    current: float | None = None
+    change_number: float | None = None
+    last_run: float | None = None
+    last_success: float | None = None
+    last_duration: float | None = None
+    last_ok: float | None = None
+    next_run: float | None = None  # only from next_run_source
+
+
+class SyncMetrics:
+    """The job's metrics: fed with Outcomes, rendered in the Prometheus text format."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values = _Values()
+        #: Asked at every collection for the next scheduled run (serve mode sets it).
+        self.next_run_source: Callable[[], datetime | None] | None = None
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def record(self, outcome: Outcome, *, finished_at: float | None = None) -> None:
+        """Count one finished run."""
+        now = time.time() if finished_at is None else finished_at
+        plan = outcome.plan
+        with self._lock:
+            v = self._values
+            v.runs[outcome.status] = v.runs.get(outcome.status, 0.0) + 1
+            v.last_run = now
+            v.last_duration = outcome.duration_seconds
+            ok = outcome.status in SUCCESS_STATUSES
+            v.last_ok = 1.0 if ok else 0.0
+            if ok:
+                v.last_success = now
+            if outcome.source is not None and outcome.source.change_number is not None:
+                v.change_number = float(outcome.source.change_number)
+            if plan is None:
+                return
+            v.desired = float(len(plan.desired))
+            written = outcome.status == "applied" or bool(outcome.failed_cidrs)
+            if written:
+                # The write was confirmed and verified: the rule now holds the desired set,
+                # less what the platform refused.
+                v.cidrs_added += max(len(plan.add) - len(outcome.failed_cidrs), 0)
+                v.cidrs_removed += len(plan.remove)
+                v.cidrs_refused += len(outcome.failed_cidrs)
+                v.current = float(len(plan.desired) - len(outcome.failed_cidrs))
+            else:
+                v.current = float(plan.current_count)
+
+    def record_skipped(self, reason: str) -> None:
+        """Count a scheduled run that did not start (`missed` or `overlap`)."""
+        with self._lock:
+            self._values.skipped[reason] = self._values.skipped.get(reason, 0.0) + 1
+
+    @property
+    def last_success(self) -> float | None:
+        """Unix time of the last successful run, if any."""
+        with self._lock:
+            return self._values.last_success
+
+    def restore(self, text: str) -> None:
+        """Carry counters and the last success time over from an earlier exposition (a textfile).
+
+        Raises ValueError when `text` is not in the Prometheus text format.
+        """
+        counters = {
+            f"{PREFIX}_cidrs_added_total": "cidrs_added",
+            f"{PREFIX}_cidrs_removed_total": "cidrs_removed",
+            f"{PREFIX}_cidrs_refused_total": "cidrs_refused",
+        }
+        with self._lock:
+            v = self._values
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == f"{PREFIX}_runs_total":
+                        status = sample.labels.get("status", "")
+                        if status in v.runs:
+                            v.runs[status] += sample.value
+                    elif sample.name == f"{PREFIX}_runs_skipped_total":
+                        reason = sample.labels.get("reason", "")
+                        if reason in v.skipped:
+                            v.skipped[reason] += sample.value
+                    elif sample.name in counters:
+                        attr = counters[sample.name]
+                        setattr(v, attr, getattr(v, attr) + sample.value)
+                    elif sample.name == f"{PREFIX}_last_success_timestamp_seconds" and (
+                        v.last_success is None or sample.value > v.last_success
+                    ):
+                        v.last_success = sample.value
+
+    def exposition(self) -> bytes:
+        """The metrics in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+    def collect(self) -> Iterator[Metric]:
+        """prometheus_client collector protocol: the current values as metric families."""
+        with self._lock:
+            current = self._values
+            v = replace(current, runs=dict(current.runs), skipped=dict(current.skipped))
+        if self.next_run_source is not None:
+            when = self.next_run_source()
+            v.next_run = when.timestamp() if when is not None else None
+        yield _info()
+        runs = CounterMetricFamily(
+            f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=["status"]
+        )
+        for status, count in v.runs.items():
+            runs.add_metric([status], count)
+        yield runs
+        skipped = CounterMetricFamily(
+            f"{PREFIX}_runs_skipped",
+            "Scheduled runs that did not start: missed (later than the misfire grace time) "
+            "or overlap (the previous run was still going).",
+            labels=["reason"],
+        )
+        for reason, count in v.skipped.items():
+            skipped.add_metric([reason], count)
+        yield skipped
+        yield CounterMetricFamily(
+            f"{PREFIX}_cidrs_added", "CIDRs added to the owned rule.", value=v.cidrs_added
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_cidrs_removed", "CIDRs removed from the owned rule.", value=v.cidrs_removed
+        )
+        yield CounterMetricFamily(
+            f"{PREFIX}_cidrs_refused",
+            "CIDRs the dbt platform refused to store (failed_cidrs).",
+            value=v.cidrs_refused,
+        )
+        gauges = (
+            ("desired_cidrs", "CIDRs the owned rule should hold (last run).", v.desired),
+            ("current_cidrs", "CIDRs the owned rule holds (after the last run).", v.current),
+            (
+                "source_change_number",
+                "changeNumber of the service-tags file the last run read.",
+                v.change_number,
+            ),
+            ("last_run_timestamp_seconds", "When the last run finished (Unix time).", v.last_run),
+            (
+                "last_success_timestamp_seconds",
+                "When the last successful run finished (Unix time).",
+                v.last_success,
+            ),
+            ("last_run_duration_seconds", "How long the last run took.", v.last_duration),
+            ("last_run_success", "1 if the last run succeeded, 0 if not.", v.last_ok),
+            (
+                "next_run_timestamp_seconds",
+                "When the scheduler runs next (Unix time; serve mode only).",
+                v.next_run,
+            ),
+        )
+        for name, documentation, value in gauges:
+            if value is not None:
+                yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
+def _info() -> Metric:
+    info = GaugeMetricFamily(
+        f"{PREFIX}_build_info", "Version of allowlist-sync.", labels=["version"]
+    )
+    info.add_metric([__version__], 1.0)
+    return info

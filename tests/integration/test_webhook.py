@@ -1,0 +1,124 @@
+"""`sync` sends its webhook to a local receiver on change, refusal and failure, not on a no-op."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
+from tests.conftest import PUBLIC_FEED, log_events
+from tests.inprocess import Result, run_main
+from tests.receiver import Receiver, closed_port_url
+
+SYNC = ("sync", "--source-file", str(PUBLIC_FEED), "--output", "json")
+
+
+@pytest.fixture
+def hook() -> Iterator[Receiver]:
+    """A local stand-in for a Slack or Teams incoming webhook."""
+    with Receiver() as receiver:
+        yield receiver
+
+
+def sync(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    url: str,
+    **env: str,
+) -> Result:
+    return run_main(
+        monkeypatch,
+        capsys,
+        emulator,
+        *SYNC,
+        ALLOWLIST_SYNC_WEBHOOK_URL=url + "/hook/T0/s3cret",
+        **env,
+    )
+
+
+def test_change_then_no_op(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    hook: Receiver,
+) -> None:
+    """The run that creates the rule sends one message; the next, finding nothing to do, none."""
+    first = sync(monkeypatch, capsys, emulator, hook.url)
+    assert first.code == 0, first.stderr
+    (message,) = hook.received
+    assert message.method == "POST" and message.path == "/hook/T0/s3cret"
+    assert message.headers["Content-Type"] == "application/json"
+    body = message.json()
+    assert body["text"].startswith("allowlist-sync created rule")
+    assert body["outcome"]["status"] == "applied"
+    assert len(body["outcome"]["add"]) == body["outcome"]["counts"]["desired"]
+    second = sync(monkeypatch, capsys, emulator, hook.url)
+    assert second.code == 0
+    assert len(hook.received) == 1
+
+
+def test_always_announces_a_no_op(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    hook: Receiver,
+) -> None:
+    """With ALLOWLIST_SYNC_NOTIFY=always, an in-sync run is announced too."""
+    sync(monkeypatch, capsys, emulator, hook.url, ALLOWLIST_SYNC_NOTIFY="never")
+    assert hook.received == []
+    result = sync(monkeypatch, capsys, emulator, hook.url, ALLOWLIST_SYNC_NOTIFY="always")
+    assert result.code == 0
+    (message,) = hook.received
+    assert message.json()["outcome"]["status"] == "in_sync"
+    assert "is in sync" in message.json()["text"]
+
+
+def test_guard_refusal_is_announced(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    hook: Receiver,
+) -> None:
+    """A plan refused by the minimum-size guard is announced with its reason."""
+    result = sync(monkeypatch, capsys, emulator, hook.url, ALLOWLIST_SYNC_MIN_PREFIXES="100000")
+    assert result.code == 3
+    (message,) = hook.received
+    body = message.json()
+    assert body["outcome"]["status"] == "refused"
+    assert "REFUSED" in body["text"] and "Nothing was written" in body["text"]
+
+
+def test_failure_is_announced(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+    hook: Receiver,
+) -> None:
+    """A run the API fails (500 on every request) is announced as FAILED with the error."""
+    store.add_fault(Fault(action="status", status=500, times=100))
+    result = sync(monkeypatch, capsys, emulator, hook.url)
+    assert result.code == 1
+    (message,) = hook.received
+    body = message.json()
+    assert body["outcome"]["status"] == "failed"
+    assert body["outcome"]["error"]["kind"] == "api"
+    assert "FAILED" in body["text"]
+
+
+def test_a_dead_webhook_does_not_fail_the_run(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+) -> None:
+    """With nothing listening at the webhook, the run still applies, exits 0, and warns."""
+    url = closed_port_url()
+    result = run_main(monkeypatch, capsys, emulator, *SYNC, ALLOWLIST_SYNC_WEBHOOK_URL=url)
+    assert result.code == 0
+    assert store.snapshot()
+    (warning,) = [e for e in log_events(result.stderr) if e["event"] == "webhook_failed"]
+    assert warning["level"] == "warning"
+    assert "/hook" not in result.stderr

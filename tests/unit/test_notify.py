@@ -1,0 +1,130 @@
+"""Webhook notifications: when to send, what the message says, retries, and secrecy of the URL."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from allowlist_sync.azure.feed import SourceInfo
+from allowlist_sync.dbt.models import Cidr
+from allowlist_sync.errors import ApiError, UnsafePlanError
+from allowlist_sync.notify import build_message, message_text, send_webhook, should_notify
+from allowlist_sync.outcome import Outcome
+from allowlist_sync.plan import Plan
+
+HOOK = "https://hooks.slack.example/services/T000/B000/XXXXsecretXXXX"
+NETS = tuple(ipaddress.ip_network(f"10.0.{i}.0/24") for i in range(3))
+
+
+def outcome(status: str, **extra: object) -> Outcome:
+    plan = Plan(
+        rule_name="aad",
+        rule_id=7,
+        desired=NETS,
+        current_count=2,
+        add=NETS[2:],
+        remove=(Cidr(id=1, cidr="192.0.2.0/24"),),
+        keep=(Cidr(id=2, cidr=str(NETS[0])), Cidr(id=3, cidr=str(NETS[1]))),
+    )
+    source = SourceInfo(kind="file", location="ServiceTags_Public_20251028.json", change_number=9)
+    return Outcome(
+        status=status,  # type: ignore[arg-type]
+        dry_run=status == "changes_pending",
+        plan=plan,
+        source=source,
+        rule_id=7,
+        rule_name="aad",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "changes", "always"),
+    [
+        ("applied", True, True),
+        ("refused", True, True),
+        ("failed", True, True),
+        ("changes_pending", True, True),
+        ("in_sync", False, True),
+    ],
+)
+def test_when_to_notify(status: str, changes: bool, always: bool) -> None:
+    """`changes` announces changes and problems, `always` every run, `never` nothing."""
+    o = outcome(status)
+    assert should_notify(o, "changes") is changes
+    assert should_notify(o, "always") is always
+    assert should_notify(o, "never") is False
+
+
+def test_applied_message_lists_the_change() -> None:
+    """An applied run's text says what was added and removed, and from which feed."""
+    text = message_text(outcome("applied"), account_id=42)
+    assert text.startswith("allowlist-sync updated rule 'aad' (id 7) in dbt account 42: +1 / -1")
+    assert "Added: 10.0.2.0/24" in text and "Removed: 192.0.2.0/24" in text
+    assert "changeNumber 9" in text
+
+
+def test_refused_and_failed_messages_say_why() -> None:
+    """A refusal carries the guard's reason; a failure carries the error kind and message."""
+    refusal = UnsafePlanError("would remove 80% of the rule", guard="max_delete", details={})
+    refused = message_text(outcome("refused", error=refusal))
+    assert "REFUSED" in refused and "would remove 80% of the rule" in refused
+    failed = message_text(outcome("failed", error=ApiError("HTTP 500", status_code=500)))
+    assert "FAILED" in failed and "Error (api): HTTP 500" in failed
+
+
+def test_message_has_text_and_structured_outcome() -> None:
+    """The body is Slack/Teams-compatible `text` plus the `sync --output json` object."""
+    message = build_message(outcome("applied"), account_id=42)
+    assert isinstance(message["text"], str)
+    assert message["outcome"]["status"] == "applied"
+    assert message["outcome"]["add"] == ["10.0.2.0/24"]
+
+
+def test_a_server_error_is_retried_once() -> None:
+    """A 500 gets one more attempt; a 200 then counts as delivered."""
+    statuses = [500, 200]
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return httpx.Response(statuses.pop(0))
+
+    message = {"text": "hello"}
+    ok = send_webhook(HOOK, message, retry_pause=0, transport=httpx.MockTransport(handler))
+    assert ok is True and bodies == [message, message]
+
+
+def test_a_client_error_is_not_retried() -> None:
+    """A 400 means the message is wrong: no second attempt, not delivered."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(400)
+
+    assert send_webhook(HOOK, {"text": "x"}, transport=httpx.MockTransport(handler)) is False
+    assert calls == [1]
+
+
+def test_failures_are_logged_without_the_url_path() -> None:
+    """A webhook that cannot be reached is logged as a warning naming only scheme and host."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with capture_logs() as events:
+        ok = send_webhook(
+            HOOK, {"text": "x"}, retry_pause=0, transport=httpx.MockTransport(handler)
+        )
+    assert ok is False and calls == [1, 1]
+    (event,) = [e for e in events if e["event"] == "webhook_failed"]
+    assert event["log_level"] == "warning"
+    assert event["webhook"] == "https://hooks.slack.example/..."
+    assert "secret" not in json.dumps(events)
