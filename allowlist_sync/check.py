@@ -48,14 +48,7 @@ def next_run(settings: Settings, now: datetime | None = None) -> datetime | None
 
 def check_api(settings: Settings) -> dict[str, Any]:
     """One read of the account's rules with the configured token; raises AllowlistSyncError."""
-    with DbtClient(
-        host_url=settings.host_url,
-        account_id=settings.account_id,
-        token=settings.service_token(),
-        owned_rule_name=settings.rule_name,
-        timeout=settings.http_timeout,
-        retry=settings.retry_policy(),
-    ) as client:
+    with DbtClient.from_settings(settings) as client:
         rules = client.list_rules()
     owned = find_owned_rule(rules, settings.rule_name)
     return {

@@ -12,12 +12,11 @@ always report the current state and this module knows nothing about scheduling.
 from __future__ import annotations
 
 import json
-import socket
-import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 
+from allowlist_sync.httpserver import LocalHTTPServer
 from allowlist_sync.logs import get_logger
 from allowlist_sync.metrics import SyncMetrics
 
@@ -39,22 +38,11 @@ class Probes(Protocol):
         ...
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
-
+class _Server(LocalHTTPServer):
     def __init__(self, address: tuple[str, int], probes: Probes, metrics: SyncMetrics) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.probes = probes
         self.metrics = metrics
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind resolves the host's FQDN, which can hang without DNS.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
 
 class _Handler(BaseHTTPRequestHandler):

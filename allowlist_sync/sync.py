@@ -106,15 +106,7 @@ def run_once(
         )
 
         # 3. Current rule.
-        client = DbtClient(
-            host_url=settings.host_url,
-            account_id=settings.account_id,
-            token=settings.service_token(),
-            owned_rule_name=settings.rule_name,
-            timeout=settings.http_timeout,
-            retry=settings.retry_policy(),
-            transport=dbt_transport,
-        )
+        client = DbtClient.from_settings(settings, transport=dbt_transport)
         rules = client.list_rules()
         current = find_owned_rule(rules, settings.rule_name)
         enforcement = rule_set_enabled(rules)

@@ -20,6 +20,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from allowlist_sync import __version__
+from allowlist_sync.config import Settings
 from allowlist_sync.dbt.models import Cidr, Pagination, Rule, RuleType, State, WriteResult
 from allowlist_sync.errors import (
     AccessDeniedError,
@@ -82,6 +83,21 @@ class DbtClient:
             timeout=timeout,
             transport=transport,
             follow_redirects=False,
+        )
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, transport: httpx.BaseTransport | None = None
+    ) -> DbtClient:
+        """The client for the configured account, token, owned rule, timeout and retries."""
+        return cls(
+            host_url=settings.host_url,
+            account_id=settings.account_id,
+            token=settings.service_token(),
+            owned_rule_name=settings.rule_name,
+            timeout=settings.http_timeout,
+            retry=settings.retry_policy(),
+            transport=transport,
         )
 
     def __repr__(self) -> str:

@@ -7,10 +7,9 @@ import json
 import shlex
 import signal
 import socket
-import socketserver
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from types import TracebackType
 from typing import Any, TextIO, cast
 from urllib.parse import parse_qs, urlsplit
@@ -23,33 +22,20 @@ from allowlist_sync.emulator.store import (
     Response,
     error_response,
 )
+from allowlist_sync.httpserver import LocalHTTPServer
 
 MAX_BODY_BYTES = 1 << 20
 _POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds stop() latency
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    # Daemon handler threads and no join on close: stop() must not wait for a request
-    # that is sleeping in an injected delay.
-    daemon_threads = True
-    block_on_close = False
-
+class _HTTPServer(LocalHTTPServer):
     def __init__(self, address: tuple[str, int], store: EmulatorStore, log: TextIO | None) -> None:
-        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.store = store
         self.log = log
         self._log_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind calls socket.getfqdn(), a reverse DNS lookup that can take
-        # seconds on hosts without a resolver; the emulator never needs the name.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
 
     def track(self, conn: socket.socket) -> None:
         with self._connections_lock:
