@@ -156,7 +156,6 @@ def _sync(args: argparse.Namespace) -> int:
         render_outcome_text,
         render_plan_text,
     )
-    from allowlist_sync.report import Reporter
     from allowlist_sync.sync import RunOptions, run_once
 
     log = logs.get_logger(__name__)
@@ -183,7 +182,10 @@ def _sync(args: argparse.Namespace) -> int:
         on_plan=show_plan if args.output == "text" else None,
     )
     outcome = run_once(settings, options)
-    Reporter(settings).report(outcome)
+    if settings.reports_anywhere:  # prometheus-client is imported only when it is used
+        from allowlist_sync.report import Reporter
+
+        Reporter(settings).report(outcome)
     if args.output == "json":
         render_outcome_json(outcome, sys.stdout)
     else:

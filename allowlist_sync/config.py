@@ -238,7 +238,9 @@ class Settings(BaseSettings):
     @field_validator("schedule")
     @classmethod
     def _schedule(cls, value: str) -> str:
-        from allowlist_sync.crontab import cron_trigger  # apscheduler: only when configured
+        if value == DEFAULT_SCHEDULE:
+            return value  # known good; spares every one-shot run importing apscheduler
+        from allowlist_sync.crontab import cron_trigger
 
         cron_trigger(value, "UTC")
         return value.strip()
@@ -246,6 +248,8 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _timezone(cls, value: str) -> str:
+        if value == "UTC":
+            return value
         from allowlist_sync.crontab import resolve_timezone
 
         resolve_timezone(value)
@@ -308,6 +312,14 @@ class Settings(BaseSettings):
         if not text:
             raise ConfigError(f"DBT_CLOUD_TOKEN_FILE: {self.token_file} is empty")
         return SecretStr(text)
+
+    @property
+    def reports_anywhere(self) -> bool:
+        """Whether a run's outcome goes to a metrics file, a Pushgateway or a webhook."""
+        return any(
+            value is not None
+            for value in (self.metrics_file, self.pushgateway_url, self.webhook_url)
+        )
 
     def retry_policy(self) -> RetryPolicy:
         """How single HTTP calls are retried."""

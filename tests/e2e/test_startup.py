@@ -7,6 +7,9 @@ import sys
 
 import pytest
 
+from allowlist_sync.emulator import EmulatorServer
+from tests.conftest import PUBLIC_FEED, cli_env
+
 HEAVY = (
     "httpx",
     "pydantic",
@@ -50,3 +53,24 @@ def test_probe_would_notice_a_heavy_import() -> None:
         check=True,
     )
     assert "httpx" in proc.stderr
+
+
+SYNC_PROBE = """
+import sys
+from allowlist_sync.cli import main
+code = main(["sync", "--dry-run", "--source-file", {feed!r}])
+print(code, ",".join(sorted(m for m in ("apscheduler", "prometheus_client") if m in sys.modules)),
+      file=sys.stderr)
+"""
+
+
+def test_one_shot_sync_does_not_load_serve_modules(emulator: EmulatorServer) -> None:
+    """A plain `sync --dry-run` loads neither the scheduler nor the metrics library."""
+    proc = subprocess.run(
+        [sys.executable, "-c", SYNC_PROBE.format(feed=str(PUBLIC_FEED))],
+        env=cli_env(emulator, ALLOWLIST_SYNC_LOG_LEVEL="error"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert proc.stderr.splitlines()[-1].strip() == "0"
