@@ -13,8 +13,8 @@
 #     re-run against `allowlist-sync emulator` (run from the same image) on the host's loopback,
 #     with the token read from a mounted file as a Kubernetes Secret would give it and the feed
 #     from tests/data;
-#   - when the package has `serve`: the image's own HEALTHCHECK command passes against it, and it
-#     stops cleanly on SIGTERM.
+#   - when the package has `serve`: the image's own HEALTHCHECK command passes against it, /readyz
+#     reports ready, and it stops cleanly on SIGTERM.
 #
 # Environment:
 #   ALLOWLIST_SYNC_CONTAINER_TESTS  auto (default): run if the tools can be had and can run here,
@@ -23,7 +23,7 @@
 #   CONTAINER_TEST_BASE_TAR         reuse this rootfs tarball instead of running mmdebstrap.
 #   DEBIAN_MIRROR                   default http://deb.debian.org/debian
 #   CONTAINER_TEST_RUNNER=buildah   use `buildah run` even where podman works (to test that path).
-#   KEEP_CONTAINER_TEST_DIR=1       keep the work directory (image store, logs) for debugging.
+#   KEEP_CONTAINER_TEST_DIR=1       keep the work directory (logs, base tarball) for debugging.
 #
 # Everything (image store, base tarball, logs) lives in one temporary directory, removed on exit.
 set -euo pipefail
@@ -37,7 +37,6 @@ EXPECTED_UID=10001
 IMAGE=localhost/allowlist-sync:container-test
 BASE=localhost/allowlist-sync-base:$SUITE
 TOKEN=dbtc_emulator_token # the emulator's documented default token, not a secret
-SECRET_PATH=/var/run/secrets/allowlist-sync/token
 STARTED=$SECONDS
 
 log() { printf '[container %3ds] %s\n' "$((SECONDS - STARTED))" "$*" >&2; }
@@ -155,25 +154,40 @@ else
     fi
 fi
 podman "${PODMAN_GLOBAL[@]}" import --quiet --change 'CMD ["/bin/sh"]' "$base_tar" "$BASE" >/dev/null
+log "base image $BASE imported"
 
 # --- how to run a container here ----------------------------------------------------------------
-# podman with runc; the rlimits it sets by default can exceed what this sandbox may raise
-# (no CAP_SYS_RESOURCE), so pass the current ones.
+# podman, preferably with runc (Debian's crun 1.8 refuses hybrid cgroup v1/v2 hosts). Podman's
+# default rlimits (nofile 1048576) can exceed what a sandbox without CAP_SYS_RESOURCE may set, so
+# try the host's own limits too.
 RUNNER=""
-limit() { [[ "$1" == unlimited ]] && echo -1 || echo "$1"; }
-PODMAN_RUN=(run --network host --no-healthcheck --pull never
-    --ulimit "nofile=$(limit "$(ulimit -Sn)"):$(limit "$(ulimit -Hn)")"
-    --ulimit "nproc=$(limit "$(ulimit -Su)"):$(limit "$(ulimit -Hu)")")
-for runtime in runc crun; do
-    [[ "${CONTAINER_TEST_RUNNER:-podman}" == podman ]] || break
-    command -v "$runtime" >/dev/null 2>&1 || continue
-    if podman "${PODMAN_GLOBAL[@]}" --runtime "$runtime" "${PODMAN_RUN[@]}" --rm "$BASE" \
-        /bin/true >"$WORK/probe-$runtime.log" 2>&1; then
-        PODMAN_GLOBAL+=(--runtime "$runtime")
-        RUNNER=podman
-        break
-    fi
-done
+limit() { if [[ "$1" == unlimited ]]; then echo -1; else echo "$1"; fi; }
+host_nofile="nofile=$(limit "$(ulimit -Sn)"):$(limit "$(ulimit -Hn)")"
+host_nproc="nproc=$(limit "$(ulimit -Su)"):$(limit "$(ulimit -Hu)")"
+PODMAN_RUN=()
+probe_podman() {
+    local runtime ulimits
+    for runtime in runc crun; do
+        command -v "$runtime" >/dev/null 2>&1 || continue
+        for ulimits in "" "--ulimit $host_nofile --ulimit nproc=32768:32768" \
+            "--ulimit $host_nofile --ulimit $host_nproc" "--ulimit nofile=1024:1024 --ulimit nproc=1024:1024"; do
+            # shellcheck disable=SC2206 # word splitting of $ulimits is intended
+            # The hardening of compose.yaml and the Kubernetes manifests: no capabilities,
+            # no privilege escalation.
+            PODMAN_RUN=(run --network host --no-healthcheck --pull never
+                --cap-drop all --security-opt no-new-privileges $ulimits)
+            if podman "${PODMAN_GLOBAL[@]}" --runtime "$runtime" "${PODMAN_RUN[@]}" --rm "$BASE" \
+                /bin/true >>"$WORK/probe-podman.log" 2>&1; then
+                PODMAN_GLOBAL+=(--runtime "$runtime")
+                return 0
+            fi
+        done
+    done
+    return 1
+}
+if [[ "${CONTAINER_TEST_RUNNER:-podman}" == podman ]] && probe_podman; then
+    RUNNER=podman
+fi
 if [[ -z "$RUNNER" ]]; then
     c="$(buildah "${BUILDAH_GLOBAL[@]}" from --pull-never "$BASE")"
     if buildah "${BUILDAH_GLOBAL[@]}" run --isolation chroot "$c" -- /bin/true \
@@ -220,7 +234,7 @@ check_eq() { # what, got, want
 check_eq "image user" "$(inspect '{{.Config.User}}')" "$EXPECTED_UID:$EXPECTED_UID"
 check_eq "entrypoint" "$(inspect '{{json .Config.Entrypoint}}')" '["allowlist-sync"]'
 check_eq "cmd" "$(inspect '{{json .Config.Cmd}}')" '["serve"]'
-healthcheck="$(inspect '{{json .Config.Healthcheck.Test}}')"
+healthcheck="$(inspect '{{json .HealthCheck.Test}}')"
 [[ "$healthcheck" == *"/livez"* ]] || fail "HEALTHCHECK does not ask /livez: $healthcheck"
 for label in title description version revision created licenses; do
     [[ -n "$(inspect "{{index .Config.Labels \"org.opencontainers.image.$label\"}}")" ]] ||
@@ -262,6 +276,7 @@ check_eq "allowlist-sync --version" "$version" "allowlist-sync $(sed -n 's/^__ve
 check_eq "uid in the container" "$(ctr --entrypoint id -- -u)" "$EXPECTED_UID"
 check_eq "gid in the container" "$(ctr --entrypoint id -- -g)" "$EXPECTED_UID"
 
+# shellcheck disable=SC2016 # expanded by the container's shell, not this one
 ctr --entrypoint /bin/sh -- -c '
     for tool in gcc cc make pip pip3; do
         if command -v "$tool" >/dev/null 2>&1; then echo "found $tool in the final image"; exit 1; fi
@@ -303,6 +318,9 @@ wait_port "$EMULATOR_PORT" 30 || fail "the emulator did not listen on 127.0.0.1:
 log "ok: emulator (from the image) on 127.0.0.1:$EMULATOR_PORT"
 
 # Token as a file, the way the Kubernetes Secret mount gives it (readable by the container user).
+# buildah run puts a fresh /run (= /var/run) over such a mount, so it gets another path there.
+SECRET_PATH=/var/run/secrets/allowlist-sync/token
+[[ "$RUNNER" == podman ]] || SECRET_PATH=/etc/allowlist-sync/token
 printf '%s' "$TOKEN" >"$WORK/token"
 chmod 0644 "$WORK/token"
 job_env=(
@@ -364,12 +382,10 @@ elif [[ "$RUNNER" != podman ]]; then
     log "note: serve/HEALTHCHECK check needs podman; not exercised"
 else
     HEALTH_PORT="$(free_port)"
-    serve_env=()
-    for ((i = 0; i < ${#job_env[@]}; i += 2)); do
-        [[ "${job_env[i + 1]}" == /*:/feed/* ]] || serve_env+=("${job_env[i]}" "${job_env[i + 1]}")
-    done
+    # serve has no flags: the feed comes from ALLOWLIST_SYNC_SOURCE_FILE (it syncs on start).
     podman "${PODMAN_GLOBAL[@]}" "${PODMAN_RUN[@]}" --read-only --read-only-tmpfs=false \
-        --detach --name allowlist-sync-serve "${serve_env[@]}" \
+        --detach --name allowlist-sync-serve "${job_env[@]}" \
+        -e ALLOWLIST_SYNC_SOURCE_FILE=/feed/ServiceTags.json \
         -e ALLOWLIST_SYNC_HEALTH_HOST=127.0.0.1 -e "ALLOWLIST_SYNC_HEALTH_PORT=$HEALTH_PORT" \
         "$IMAGE" serve >/dev/null
     # The HEALTHCHECK's own command, exactly as the image declares it.
@@ -384,10 +400,22 @@ else
         sleep 1
     done
     log "ok: HEALTHCHECK passes against serve on port $HEALTH_PORT"
-    podman "${PODMAN_GLOBAL[@]}" stop --time 15 allowlist-sync-serve >/dev/null
+    # /readyz, the Deployment's readinessProbe: ready once configured and the first run is done.
+    readyz="import urllib.request; urllib.request.urlopen('http://127.0.0.1:$HEALTH_PORT/readyz', timeout=4)"
+    deadline=$((SECONDS + 30))
+    until podman "${PODMAN_GLOBAL[@]}" exec allowlist-sync-serve /opt/venv/bin/python -c "$readyz" \
+        >"$WORK/ready.log" 2>&1; do
+        ((SECONDS < deadline)) || { cat "$WORK/ready.log" >&2; fail "serve never became ready (/readyz)"; }
+        sleep 1
+    done
+    log "ok: serve reports ready on /readyz"
+    stop_started=$SECONDS
+    podman "${PODMAN_GLOBAL[@]}" stop --time 20 allowlist-sync-serve >/dev/null
     code="$(podman "${PODMAN_GLOBAL[@]}" inspect --format '{{.State.ExitCode}}' allowlist-sync-serve)"
+    podman "${PODMAN_GLOBAL[@]}" logs allowlist-sync-serve >"$WORK/serve.log" 2>&1 || true
     podman "${PODMAN_GLOBAL[@]}" rm allowlist-sync-serve >/dev/null
-    check_eq "serve exit code after SIGTERM" "$code" 0
+    ((code == 0)) || { tail -n 20 "$WORK/serve.log" >&2; fail "serve exited $code after SIGTERM"; }
+    log "ok: serve stopped on SIGTERM with exit code 0 in $((SECONDS - stop_started)) s"
 fi
 
 log "PASS: image built from Dockerfile and run ($RUNNER) in $((SECONDS - STARTED)) s"
