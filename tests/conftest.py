@@ -70,20 +70,22 @@ def emulator(store: EmulatorStore) -> Iterator[EmulatorServer]:
         yield server
 
 
-@pytest.fixture
-def settings(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings pointing at the emulator, with instant retries."""
+def emulator_settings(
+    emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, **overrides: Any
+) -> Settings:
+    """Settings for the emulator with instant retries; nothing else from the environment."""
     for name in list(os.environ):
         if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")) and name not in OFFLINE:
             monkeypatch.delenv(name)
-    return load_settings(
-        account_id=ACCOUNT_ID,
-        token=TOKEN,
-        host_url=emulator.url,
-        retry_backoff=0,
-        retry_attempts=3,
-        http_timeout=5,
-    )
+    options: dict[str, Any] = {"retry_backoff": 0, "retry_attempts": 3, "http_timeout": 5}
+    options.update(overrides)
+    return load_settings(account_id=ACCOUNT_ID, token=TOKEN, host_url=emulator.url, **options)
+
+
+@pytest.fixture
+def settings(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings pointing at the emulator, with instant retries."""
+    return emulator_settings(emulator, monkeypatch)
 
 
 @dataclass

@@ -7,7 +7,6 @@ Each asserts the exit code, the message, and what the emulator received.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,10 +16,10 @@ import httpx
 import pytest
 
 from allowlist_sync.azure.cache import FeedCache
-from allowlist_sync.config import Settings, load_settings
+from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import ACCOUNT_ID, TOKEN, CliResult, cli_env, log_events, run_cli
+from tests.conftest import CliResult, cli_env, emulator_settings, log_events, run_cli
 from tests.fakes.download_center import HTML_PAGE, DownloadCenter, day, feed_body, tag_prefixes
 
 BODY = feed_body()
@@ -252,16 +251,10 @@ def settings_for(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Settings:
     """In-process settings: the emulator as target, the fake as Microsoft, instant retries."""
-    for name in list(os.environ):
-        if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")):
-            monkeypatch.delenv(name)
-    return load_settings(
-        account_id=ACCOUNT_ID,
-        token=TOKEN,
-        host_url=emulator.url,
-        retry_backoff=0,
+    return emulator_settings(
+        emulator,
+        monkeypatch,
         retry_attempts=2,
-        http_timeout=5,
         azure_details_url=center.details_url,
         azure_download_base=center.download_base,
         cache_dir=cache_dir,
