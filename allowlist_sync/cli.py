@@ -130,6 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
     except KeyboardInterrupt:
         return 130
+    except Exception:  # a bug: one redacted log event with the traceback, never a bare dump
+        from allowlist_sync import logs
+
+        logs.get_logger(__name__).exception("internal_error", command=args.command)
+        return 1
     raise AssertionError(args.command)  # pragma: no cover
 
 

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from allowlist_sync.errors import ConfigError
+from allowlist_sync.logs import register_secret
 from allowlist_sync.retries import RetryPolicy
 
 DEFAULT_HOST_URL = "https://cloud.getdbt.com"
@@ -341,7 +342,11 @@ def load_settings(**overrides: Any) -> Settings:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    settings.service_token()  # fail now, not halfway through a run, on an unreadable token file
+    # Read the token now (an unreadable file fails here, not halfway through a run) and make
+    # every secret known to the log redaction before anything can log or raise.
+    register_secret(settings.service_token().get_secret_value())
+    if settings.webhook_url is not None:
+        register_secret(settings.webhook_url.get_secret_value())
     return settings
 
 

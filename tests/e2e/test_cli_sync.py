@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -239,3 +241,31 @@ def test_demo_runs_the_whole_job() -> None:
     assert "Applied: 3 added, 2 removed; verified 216 CIDRs" in result.stdout
     assert "No changes. The rule holds exactly the desired 216 CIDRs." in result.stdout
     assert "Other rules untouched: Office VPN; enforcement still off." in result.stdout
+
+
+def test_an_unexpected_error_is_one_redacted_event(tmp_path: Path) -> None:
+    """A bug surfaces as an `internal_error` event with exit 1, the token scrubbed from it."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\n"
+        "import allowlist_sync.sync as pipeline\n"
+        "from allowlist_sync.cli import main\n"
+        "def broken(*args, **kwargs):\n"
+        f"    raise RuntimeError('boom near {TOKEN}')\n"
+        "pipeline.run_once = broken\n"
+        "sys.exit(main(['sync', '--dry-run', '--source-file', sys.argv[1]]))\n"
+    )
+    env = cli_env(
+        DBT_CLOUD_HOST_URL="http://127.0.0.1:9", DBT_CLOUD_ACCOUNT_ID="1", DBT_CLOUD_TOKEN=TOKEN
+    )
+    proc = subprocess.run(
+        [sys.executable, str(probe), str(PUBLIC_FEED)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 1
+    events = [e for e in log_events(proc.stderr) if e["event"] == "internal_error"]
+    assert len(events) == 1 and "boom near [REDACTED]" in events[0]["exception"]
+    assert TOKEN not in proc.stderr + proc.stdout
