@@ -51,23 +51,28 @@ def render_plan_text(plan: Plan, feed: Feed, current: Rule | None, out: TextIO) 
 
 
 def render_outcome_text(outcome: Outcome, out: TextIO) -> None:
-    """The closing line(s) of a run for people."""
+    """The closing line(s) of a run for people: what was done, what is wrong, warnings."""
     plan = outcome.plan
-    if outcome.status == "applied" and plan is not None:
-        what = "Created the rule" if plan.creates_rule else "Applied"
-        out.write(
-            f"\n{what}: {len(plan.add)} added, {len(plan.remove)} removed; verified "
-            f"{len(plan.desired)} CIDRs in rule {outcome.rule_id}.\n"
-        )
-    elif outcome.status == "changes_pending":
-        out.write("\nDry run: nothing was written. Run without --dry-run to apply.\n")
-    elif outcome.status == "refused" and outcome.error is not None:
+    if outcome.status == "refused" and outcome.error is not None:
         out.write(f"\nRefused: {redact(str(outcome.error))}\nNothing was written.\n")
-    elif outcome.status == "failed" and outcome.error is None and outcome.failed_cidrs:
+    elif outcome.error is None and plan is not None and plan.has_changes:
+        if outcome.dry_run:
+            out.write("\nDry run: nothing was written. Run without --dry-run to apply.\n")
+        else:
+            what = "Created the rule" if plan.creates_rule else "Applied"
+            refused = set(outcome.failed_cidrs)
+            added = [n for n in plan.add if str(n) not in refused]
+            out.write(
+                f"\n{what}: {len(added)} added, {len(plan.remove)} removed; verified "
+                f"{len(plan.keep) + len(added)} CIDRs in rule {outcome.rule_id}.\n"
+            )
+    if outcome.error is None and outcome.failed_cidrs:
         out.write(
-            f"\nApplied, but the platform refused {len(outcome.failed_cidrs)} CIDR(s): "
-            f"{', '.join(outcome.failed_cidrs)}\n"
+            f"Not in sync: the platform cannot store {len(outcome.failed_cidrs)} published "
+            f"CIDR(s): {', '.join(outcome.failed_cidrs)}\n"
         )
+    for warning in outcome.warnings:
+        out.write(f"Warning: {redact(warning)}\n")
 
 
 def render_outcome_json(outcome: Outcome, out: TextIO) -> None:

@@ -18,7 +18,7 @@ import httpx
 
 from allowlist_sync.azure.feed import Feed
 from allowlist_sync.azure.source import load_feed
-from allowlist_sync.cidrs import Network, build_desired, parse_network
+from allowlist_sync.cidrs import Network, build_desired, parse_network, sort_key
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule, RuleType, WriteResult
@@ -119,6 +119,19 @@ def run_once(
             cidrs=len(current.active_cidrs) if current else None,
             enforcement=enforcement,
         )
+        # The platform refuses a CIDR in an allow rule that a deny rule holds: known in advance,
+        # so never sent (a write that fails every week), only reported.
+        conflicts = deny_conflicts(desired, rules)
+        if conflicts:
+            desired = tuple(n for n in desired if n not in conflicts)
+            outcome.failed_cidrs = tuple(str(n) for n in conflicts)
+            where = ", ".join(f"{n} (deny rule {rule_id})" for n, rule_id in conflicts.items())
+            outcome.warnings.append(
+                f"{len(conflicts)} published CIDR(s) are held by deny rules, so the platform "
+                f"would refuse them: {where}; remove them from the deny rule, or add them to "
+                "ALLOWLIST_SYNC_EXCLUDE_CIDRS to stop this warning"
+            )
+            log.error("deny_rule_conflict", cidrs={str(n): r for n, r in conflicts.items()})
 
         # 4. Plan (rendered by the caller), 5. guards.
         plan = make_plan(desired, current, settings)
@@ -137,16 +150,19 @@ def run_once(
             # 6. Apply, 7. verify.
             applied = apply_plan(client, plan, current, desired, settings, options, enforcement)
             outcome.rule_id = applied.rule_id
-            outcome.failed_cidrs = applied.failed_cidrs
+            outcome.failed_cidrs += applied.failed_cidrs
             outcome.already_existed = applied.already_existed
             if applied.rule_id is not None:
                 verify(client, applied.rule_id, applied.plan, applied.failed_cidrs)
-            outcome.status = "failed" if outcome.failed_cidrs else "applied"
-            if outcome.failed_cidrs:
+            outcome.status = "applied"
+            if applied.failed_cidrs:
                 outcome.warnings.append(
-                    f"the platform refused {len(outcome.failed_cidrs)} CIDR(s): "
-                    + ", ".join(outcome.failed_cidrs)
+                    f"the platform refused {len(applied.failed_cidrs)} CIDR(s): "
+                    + ", ".join(applied.failed_cidrs)
                 )
+        if outcome.failed_cidrs:
+            # The rule cannot hold the whole desired set: monitoring must see it (exit 1).
+            outcome.status = "failed"
     except UnsafePlanError as exc:
         outcome.status = "refused"
         outcome.error = exc
@@ -206,6 +222,19 @@ def find_owned_rule(rules: list[Rule], name: str) -> Rule | None:
             "rule: rename it or set ALLOWLIST_SYNC_RULE_NAME"
         )
     return owned[0] if owned else None
+
+
+def deny_conflicts(desired: tuple[Network, ...], rules: list[Rule]) -> dict[Network, int]:
+    """Desired networks that an active deny rule holds, each with that rule's id."""
+    wanted = set(desired)
+    held: dict[Network, int] = {}
+    for rule in rules:
+        if rule.is_active and rule.type == RuleType.DENY:
+            for entry in rule.active_cidrs:
+                network = _network(entry.cidr)
+                if network in wanted:
+                    held.setdefault(network, rule.id)
+    return dict(sorted(held.items(), key=lambda item: sort_key(item[0])))
 
 
 def rule_set_enabled(rules: list[Rule]) -> bool:

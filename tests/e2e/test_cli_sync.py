@@ -269,3 +269,17 @@ def test_an_unexpected_error_is_one_redacted_event(tmp_path: Path) -> None:
     events = [e for e in log_events(proc.stderr) if e["event"] == "internal_error"]
     assert len(events) == 1 and "boom near [REDACTED]" in events[0]["exception"]
     assert TOKEN not in proc.stderr + proc.stdout
+
+
+def test_text_output_says_what_cannot_be_stored(
+    emulator: EmulatorServer, store: EmulatorStore
+) -> None:
+    """A published CIDR held by a deny rule is named in the text output, with exit 1."""
+    store.seed_rule("Blocked", type=2, cidrs=[PUBLISHED[0]])
+    result = run_cli("sync", "--source-file", str(PUBLIC_FEED), env=cli_env(emulator))
+    assert result.code == 1
+    assert f"Created the rule: {len(PUBLISHED) - 1} added, 0 removed" in result.stdout
+    assert f"Not in sync: the platform cannot store 1 published CIDR(s): {PUBLISHED[0]}" in (
+        result.stdout
+    )
+    assert "Warning: 1 published CIDR(s) are held by deny rules" in result.stdout

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
 import pytest
 
 from allowlist_sync.config import Settings
@@ -151,18 +152,69 @@ def test_writes_failing_every_time_give_up_after_bounded_rounds(
     assert_exactly(store, PUBLISHED, other_rule)
 
 
-def test_refused_cidrs_are_reported_and_the_rest_applied(
+def test_cidr_held_by_a_deny_rule_is_reported_and_never_sent(
     settings: Settings, store: EmulatorStore, other_rule: int
 ) -> None:
-    """A CIDR the platform refuses fails the run (exit 1) while every other CIDR is applied."""
+    """A published CIDR in a deny rule fails the run (exit 1) without a write that must fail."""
     blocked = PUBLISHED[5]
-    store.seed_rule("Blocked", type=2, cidrs=[blocked])
+    deny = store.seed_rule("Blocked", type=2, cidrs=[blocked])
     outcome = run(settings)
     assert outcome.status == "failed" and outcome.exit_code() == ExitCode.FAILED
     assert outcome.failed_cidrs == (blocked,)
     assert outcome.to_json()["failed_cidrs"] == [blocked]
+    assert f"{blocked} (deny rule {deny})" in outcome.warnings[0]
+    create = next(r for r in store.requests if r.method == "POST")
+    assert blocked not in [c["cidr"] for c in create.body["cidrs"]]
     assert_exactly(store, [p for p in PUBLISHED if p != blocked], other_rule)
-    again = run(settings)  # the next run sends only the still-missing CIDR, once
-    assert again.failed_cidrs == (blocked,) and again.writes == 1
-    assert again.plan is not None and [str(n) for n in again.plan.add] == [blocked]
+    again = run(settings)  # the next run does not send the doomed CIDR again
+    assert again.status == "failed" and again.failed_cidrs == (blocked,) and again.writes == 0
+    excluded = settings.model_copy(update={"exclude_cidrs": [blocked]})
+    assert run(excluded).status == "in_sync"  # the documented way to accept the deny rule
+
+
+class RaceTransport(httpx.HTTPTransport):
+    """Someone adds a deny rule between this job's read and its write."""
+
+    def __init__(self, store: EmulatorStore, cidr: str) -> None:
+        super().__init__()
+        self.store, self.cidr = store, cidr
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method in ("POST", "PUT") and self.cidr:
+            self.store.seed_rule("Blocked meanwhile", type=2, cidrs=[self.cidr])
+            self.cidr = ""
+        return super().handle_request(request)
+
+
+def test_cidrs_the_platform_refuses_are_reported_and_the_rest_applied(
+    settings: Settings, store: EmulatorStore, other_rule: int
+) -> None:
+    """A CIDR refused in failed_cidrs fails the run (exit 1) while every other CIDR is applied."""
+    blocked = PUBLISHED[5]
+    outcome = run_once(
+        settings,
+        RunOptions(source_file=str(PUBLIC_FEED)),
+        dbt_transport=RaceTransport(store, blocked),
+    )
+    assert outcome.status == "failed" and outcome.exit_code() == ExitCode.FAILED
+    assert outcome.failed_cidrs == (blocked,) and outcome.writes == 1
+    assert "the platform refused 1 CIDR(s)" in outcome.warnings[0]
     assert_exactly(store, [p for p in PUBLISHED if p != blocked], other_rule)
+    again = run(settings)
+    assert again.failed_cidrs == (blocked,) and again.writes == 0
+
+
+def test_a_write_whose_every_cidr_is_refused_changes_nothing(
+    settings: Settings, store: EmulatorStore, other_rule: int, tmp_path: Path
+) -> None:
+    """A 400 listing failed_cidrs is reported as refused CIDRs; the rule is left as it was."""
+    run(settings)
+    new = "20.20.64.0/19"
+    outcome = run_once(
+        settings,
+        RunOptions(source_file=str(write_feed(tmp_path / "f.json", [*PUBLISHED, new]))),
+        dbt_transport=RaceTransport(store, new),
+    )
+    assert outcome.status == "failed" and outcome.failed_cidrs == (new,)
+    assert outcome.error is None  # reported as refused CIDRs, not as an API failure
+    assert_exactly(store, PUBLISHED, other_rule)
