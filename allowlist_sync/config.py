@@ -67,6 +67,18 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+def check_http_url(url: str, *, show: bool = True) -> None:
+    """Raise ValueError unless `url` is https, or plain http to a loopback host.
+
+    `show=False` keeps the URL out of the message (a webhook URL carries a token).
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"{url!r} is not an http(s) URL" if show else "is not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError("must use https (plain http is allowed only for loopback hosts)")
+
+
 def _split_commas(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -195,11 +207,8 @@ class Settings(BaseSettings):
     def _host_url(cls, value: str) -> str:
         url = value.strip().rstrip("/")
         url = url.removesuffix("/api").rstrip("/")
+        check_http_url(url)
         parts = urlsplit(url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("must use https (plain http is allowed only for loopback hosts)")
         if parts.query or parts.fragment or parts.path not in ("",):
             raise ValueError(f"{value!r} must be a bare host URL such as {DEFAULT_HOST_URL}")
         return url
@@ -219,11 +228,7 @@ class Settings(BaseSettings):
     def _source_url(cls, value: str | None) -> str | None:
         if value is None or value == "":
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"{value!r} is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("must use https (plain http is allowed only for loopback hosts)")
+        check_http_url(value)
         return value
 
     @field_validator("source_file", "pushgateway_url", "metrics_file", mode="before")
@@ -274,11 +279,7 @@ class Settings(BaseSettings):
             return None
         if not isinstance(text, str):
             raise ValueError("must be a URL")
-        parts = urlsplit(text.strip())
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError("is not an http(s) URL")
-        if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-            raise ValueError("must use https (plain http is allowed only for loopback hosts)")
+        check_http_url(text.strip(), show=False)
         return text.strip()
 
     @model_validator(mode="after")

@@ -8,12 +8,12 @@ held in memory whole.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urljoin
 
 import httpx
 
 from allowlist_sync import __version__
-from allowlist_sync.config import is_loopback_host
+from allowlist_sync.config import check_http_url
 from allowlist_sync.errors import FeedError
 from allowlist_sync.retries import (
     RETRYABLE_STATUSES,
@@ -61,12 +61,10 @@ class Fetched:
 
 def check_url_allowed(url: str) -> None:
     """Raise FeedError unless `url` is https, or http to a loopback host."""
-    parts = urlsplit(url)
-    if parts.scheme == "https" and parts.hostname:
-        return
-    if parts.scheme == "http" and is_loopback_host(parts.hostname):
-        return
-    raise FeedError("refusing a non-https URL", source=url)
+    try:
+        check_http_url(url)
+    except ValueError:
+        raise FeedError("refusing a non-https URL", source=url) from None
 
 
 def fetch(
