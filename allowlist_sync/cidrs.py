@@ -21,6 +21,14 @@ def parse_network(text: str) -> Network:
     return ipaddress.ip_network(text.strip(), strict=False)
 
 
+def network_or_none(text: str) -> Network | None:
+    """`parse_network`, with None for a stored string that is not a network at all."""
+    try:
+        return parse_network(text)
+    except ValueError:
+        return None
+
+
 def sort_key(network: Network) -> tuple[int, int, int]:
     """IPv4 before IPv6, then by address, then by prefix length."""
     return (network.version, int(network.network_address), network.prefixlen)

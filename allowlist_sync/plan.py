@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from allowlist_sync.cidrs import Network, parse_network
+from allowlist_sync.cidrs import Network, network_or_none
 from allowlist_sync.dbt.models import Cidr, Rule
 
 
@@ -56,12 +56,8 @@ def compute_plan(desired: Sequence[Network], current: Rule | None, *, rule_name:
     remove: list[Cidr] = []
     active = current.active_cidrs
     for entry in active:
-        try:
-            network = parse_network(entry.cidr)
-        except ValueError:
-            remove.append(entry)
-            continue
-        if network in wanted and network not in seen:
+        network = network_or_none(entry.cidr)
+        if network is not None and network in wanted and network not in seen:
             keep.append(entry)
             seen.add(network)
         else:

@@ -18,7 +18,7 @@ import httpx
 
 from allowlist_sync.azure.feed import Feed
 from allowlist_sync.azure.source import load_feed
-from allowlist_sync.cidrs import Network, build_desired, parse_network, sort_key
+from allowlist_sync.cidrs import Network, build_desired, network_or_none, sort_key
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule, RuleType, WriteResult
@@ -231,7 +231,7 @@ def deny_conflicts(desired: tuple[Network, ...], rules: list[Rule]) -> dict[Netw
     for rule in rules:
         if rule.is_active and rule.type == RuleType.DENY:
             for entry in rule.active_cidrs:
-                network = _network(entry.cidr)
+                network = network_or_none(entry.cidr)
                 if network in wanted:
                     held.setdefault(network, rule.id)
     return dict(sorted(held.items(), key=lambda item: sort_key(item[0])))
@@ -386,11 +386,11 @@ def verify(client: DbtClient, rule_id: int, plan: Plan, refused: tuple[str, ...]
     includes what the plan deliberately kept.
     """
     rule = client.get_rule(rule_id)
-    refused_networks = {n for n in map(_network, refused) if n is not None}
+    refused_networks = {n for n in map(network_or_none, refused) if n is not None}
     added = [n for n in plan.add if n not in refused_networks]
-    kept = [_network(c.cidr) for c in plan.keep]
+    kept = [network_or_none(c.cidr) for c in plan.keep]
     expected = set(added) | {n for n in kept if n is not None}
-    stored = [_network(c.cidr) for c in rule.active_cidrs]
+    stored = [network_or_none(c.cidr) for c in rule.active_cidrs]
     stored_set = {n for n in stored if n is not None}
     missing = expected - stored_set
     unexpected = stored_set - expected
@@ -401,13 +401,6 @@ def verify(client: DbtClient, rule_id: int, plan: Plan, refused: tuple[str, ...]
             f"missing, {len(unexpected)} unexpected, {surplus:+d} entries against the plan"
         )
     log.info("verified", rule_id=rule_id, cidrs=len(stored))
-
-
-def _network(text: str) -> Network | None:
-    try:
-        return parse_network(text)
-    except ValueError:
-        return None
 
 
 def _limits(settings: Settings) -> Limits:
