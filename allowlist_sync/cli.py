@@ -17,6 +17,7 @@ from allowlist_sync._version import __version__
 
 if TYPE_CHECKING:
     from allowlist_sync.azure.feed import Feed
+    from allowlist_sync.config import Settings
     from allowlist_sync.dbt.models import Rule
     from allowlist_sync.plan import Plan
 
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `allowlist-sync` command; returns the exit code."""
     args = build_parser().parse_args(argv)
+    from allowlist_sync.errors import ConfigError  # light: the exception tree only
+
     if args.command is None:
         build_parser().print_help(sys.stderr)
         return EXIT_USAGE
@@ -130,6 +133,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
     except KeyboardInterrupt:
         return 130
+    except ConfigError as exc:
+        from allowlist_sync import logs
+
+        logs.get_logger(__name__).error("config_invalid", error=str(exc))
+        return int(exc.exit_code)
     except Exception:  # a bug: one redacted log event with the traceback, never a bare dump
         from allowlist_sync import logs
 
@@ -150,10 +158,18 @@ def _configure_logs_from_env() -> None:
     )
 
 
-def _sync(args: argparse.Namespace) -> int:
+def _load_settings() -> Settings:
+    """Settings from the environment, with logging configured from them; raises ConfigError."""
     _configure_logs_from_env()
     from allowlist_sync import logs
     from allowlist_sync.config import load_settings
+
+    settings = load_settings()
+    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    return settings
+
+
+def _sync(args: argparse.Namespace) -> int:
     from allowlist_sync.errors import ConfigError
     from allowlist_sync.outcome import Outcome
     from allowlist_sync.render import (
@@ -163,16 +179,14 @@ def _sync(args: argparse.Namespace) -> int:
     )
     from allowlist_sync.sync import RunOptions, run_once
 
-    log = logs.get_logger(__name__)
     try:
-        settings = load_settings()
+        settings = _load_settings()
     except ConfigError as exc:
-        log.error("config_invalid", error=str(exc))
-        outcome = Outcome(status="failed", dry_run=args.dry_run, error=exc)
         if args.output == "json":
-            render_outcome_json(outcome, sys.stdout)
-        return int(exc.exit_code)
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
+            render_outcome_json(
+                Outcome(status="failed", dry_run=args.dry_run, error=exc), sys.stdout
+            )
+        raise
 
     def show_plan(plan: Plan, feed: Feed, current: Rule | None) -> None:
         render_plan_text(plan, feed, current, sys.stdout)
@@ -214,37 +228,20 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    _configure_logs_from_env()
-    from allowlist_sync import logs
-    from allowlist_sync.config import load_settings
-    from allowlist_sync.errors import ConfigError
     from allowlist_sync.scheduler import serve
 
-    log = logs.get_logger(__name__)
-    try:
-        settings = load_settings()
-        logs.configure(level=settings.log_level, fmt=settings.log_format)
-        return serve(settings)
-    except ConfigError as exc:
-        log.error("config_invalid", error=str(exc))
-        return int(exc.exit_code)
+    return serve(_load_settings())
 
 
 def _check(args: argparse.Namespace) -> int:
-    _configure_logs_from_env()
-    from allowlist_sync import logs
     from allowlist_sync.check import run_check
-    from allowlist_sync.config import load_settings
     from allowlist_sync.errors import ConfigError
 
-    log = logs.get_logger(__name__)
     try:
-        settings = load_settings()
+        settings = _load_settings()
     except ConfigError as exc:
-        log.error("config_invalid", error=str(exc))
         if args.output == "json":
             error = {"kind": exc.kind, "message": str(exc)}
             print(json.dumps({"ok": False, "config": {"ok": False, "error": error}}))
-        return int(exc.exit_code)
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
+        raise
     return run_check(settings, sys.stdout, output=args.output)
