@@ -61,7 +61,10 @@ class Outcome:
             "rule": {
                 "id": self.rule_id,
                 "name": self.rule_name,
-                "created": bool(plan and plan.creates_rule and self.status == "applied"),
+                # Created even when the run failed afterwards (e.g. refused CIDRs).
+                "created": bool(
+                    plan and plan.creates_rule and not self.dry_run and self.rule_id is not None
+                ),
                 "rule_set_enabled": self.rule_set_enabled,
             },
             "source": self.source.to_json() if self.source else None,

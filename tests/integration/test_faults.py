@@ -162,6 +162,7 @@ def test_cidr_held_by_a_deny_rule_is_reported_and_never_sent(
     assert outcome.status == "failed" and outcome.exit_code() == ExitCode.FAILED
     assert outcome.failed_cidrs == (blocked,)
     assert outcome.to_json()["failed_cidrs"] == [blocked]
+    assert outcome.to_json()["rule"]["created"] is True
     assert f"{blocked} (deny rule {deny})" in outcome.warnings[0]
     create = next(r for r in store.requests if r.method == "POST")
     assert blocked not in [c["cidr"] for c in create.body["cidrs"]]
