@@ -29,6 +29,55 @@ def network_or_none(text: str) -> Network | None:
         return None
 
 
+#: Blocks that are never a provider's public egress (the IANA special-purpose registries' entries
+#: that are not globally reachable, plus every IPv6 form that embeds an IPv4 address). A published
+#: network may not overlap any of them, not even in part.
+NOT_GLOBAL: tuple[Network, ...] = tuple(
+    ipaddress.ip_network(text)
+    for text in (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16",
+        "198.18.0.0/15", "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    )
+)  # fmt: skip
+#: IPv6 forms that carry an IPv4 address inside (mapped, compatible, NAT64, 6to4, Teredo, SIIT):
+#: through them an IPv6 entry can stand for any IPv4 range, so none is accepted.
+IPV4_EMBEDDING: tuple[IPv6Network, ...] = tuple(
+    IPv6Network(text)
+    for text in (
+        "::/96", "::ffff:0:0/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48",
+        "2001::/32", "2002::/16",
+    )
+)  # fmt: skip
+#: IPv6 global unicast is allocated only from 2000::/3; inside it, these are not global.
+_V6_GLOBAL_UNICAST = IPv6Network("2000::/3")
+_V6_NOT_GLOBAL = tuple(
+    IPv6Network(text) for text in ("2001::/23", "2001:db8::/32", "3fff::/20", "5f00::/16")
+)
+
+
+def scope_problem(network: Network, *, min_prefix_v4: int, min_prefix_v6: int) -> str | None:
+    """Why `network` may not be allowlisted from a published feed, or None when it may.
+
+    It must be globally routable unicast as a whole (no part of it in a special-purpose block,
+    no IPv6 form that embeds IPv4) and no broader than the family's minimum prefix length.
+    """
+    if isinstance(network, IPv6Network):
+        if any(network.overlaps(block) for block in IPV4_EMBEDDING):
+            return "is an IPv6 form that embeds IPv4 addresses"
+        inside = network.subnet_of(_V6_GLOBAL_UNICAST)
+        if not inside or any(network.overlaps(block) for block in _V6_NOT_GLOBAL):
+            return "is not globally routable unicast"
+        minimum = min_prefix_v6
+    else:
+        if any(network.overlaps(block) for block in NOT_GLOBAL):
+            return "is not globally routable unicast"
+        minimum = min_prefix_v4
+    if network.prefixlen < minimum:
+        return f"is broader than /{minimum}"
+    return None
+
+
 def sort_key(network: Network) -> tuple[int, int, int]:
     """IPv4 before IPv6, then by address, then by prefix length."""
     return (network.version, int(network.network_address), network.prefixlen)

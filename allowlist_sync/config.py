@@ -141,12 +141,20 @@ class Settings(BaseSettings):
     mode: Literal["sync", "add-only"] = "sync"
     min_prefixes: int = Field(default=10, ge=1)
     max_delete_fraction: float = Field(default=0.3, gt=0, le=1)
+    # The feed scope guard: no published (or extra) network broader than these. The broadest
+    # AzureActiveDirectory ever carried since 2019 is /18 and /48, in all three clouds.
+    min_prefix_length_ipv4: int = Field(default=16, ge=0, le=32)
+    min_prefix_length_ipv6: int = Field(default=32, ge=0, le=128)
 
     # --- HTTP ---
     http_timeout: float = Field(default=30.0, gt=0)
     retry_attempts: int = Field(default=4, ge=1, le=20)
     retry_max_seconds: float = Field(default=120.0, gt=0)
     retry_backoff: float = Field(default=1.0, ge=0)
+    #: The whole run's deadline, whatever the retries and servers do.
+    run_timeout: float = Field(default=900.0, gt=0)
+    #: The largest dbt API answer read; a larger one is refused.
+    api_max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
 
     # --- logs ---
     log_format: Literal["auto", "json", "console"] = "auto"
