@@ -7,6 +7,7 @@ The service token is a `SecretStr` from `DBT_CLOUD_TOKEN` or the file named by
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -149,8 +150,11 @@ class Settings(BaseSettings):
     # --- HTTP ---
     http_timeout: float = Field(default=30.0, gt=0)
     retry_attempts: int = Field(default=4, ge=1, le=20)
-    retry_max_seconds: float = Field(default=120.0, gt=0)
+    #: One call's budget: long enough to ride out one dbt rate-limit cool-down (300 s).
+    retry_max_seconds: float = Field(default=600.0, gt=0)
     retry_backoff: float = Field(default=1.0, ge=0)
+    #: The wait after a 429 without Retry-After: dbt's documented five-minute cool-down.
+    rate_limit_cooldown: float = Field(default=300.0, ge=0)
     #: The whole run's deadline, whatever the retries and servers do.
     run_timeout: float = Field(default=900.0, gt=0)
     #: The largest dbt API answer read; a larger one is refused.
@@ -338,6 +342,17 @@ class Settings(BaseSettings):
             max_seconds=self.retry_max_seconds,
             backoff=self.retry_backoff,
         )
+
+    def api_retry_policy(self) -> RetryPolicy:
+        """How dbt API calls are retried: as any call, plus dbt's 429 cool-down."""
+        return replace(self.retry_policy(), rate_limit_cooldown=self.rate_limit_cooldown)
+
+    @property
+    def token_source(self) -> str:
+        """Where the token came from, for messages: the variable, and the file's path."""
+        if self.token_file is not None:
+            return f"DBT_CLOUD_TOKEN_FILE ({self.token_file})"
+        return "DBT_CLOUD_TOKEN"
 
     @property
     def api_base(self) -> str:

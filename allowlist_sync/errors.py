@@ -5,9 +5,9 @@
     ├── ConfigError           (78)     bad configuration (env, files, flags that contradict)
     ├── FeedError             (1)      the service-tags source could not be read or is invalid
     ├── ApiError              (1)      the dbt Admin API answered with an error or not at all
-    │   ├── AuthError                  401: the token was refused
-    │   ├── AccessDeniedError          403 account_access_denied: this caller's IP is blocked
-    │   ├── ForbiddenError           403 otherwise: the token lacks the permission
+    │   ├── AuthError            (77)  401: the token was refused
+    │   ├── AccessDeniedError    (77)  403 account_access_denied: this caller's IP is blocked
+    │   ├── ForbiddenError       (77)  403 otherwise: the token lacks the permission
     │   ├── NotFoundError              404: wrong account id, rule id or host
     │   ├── ConflictError              409: e.g. every submitted CIDR already exists
     │   ├── CidrsRejectedError         400 with failed_cidrs: the platform refused every CIDR
@@ -15,7 +15,8 @@
     │   └── ApiResponseError           the answer was not the shape the API documents
     ├── OwnershipError        (3)      the owned rule is ambiguous or is not an allow rule
     ├── UnsafePlanError       (3)      a guard refused the plan (carries the numbers)
-    └── VerifyError           (1)      after applying, the stored rule is not the desired set
+    ├── VerifyError           (1)      after applying, the stored rule is not the desired set
+    └── RunTimeoutError       (1)      past ALLOWLIST_SYNC_RUN_TIMEOUT: nothing more is sent
 
 Messages are one line, name the problem, and never contain the service token: the token is
 never formatted into a message, and `logs.redact` scrubs it once more before anything is printed.
@@ -35,6 +36,8 @@ class ExitCode(IntEnum):
     CHANGES_PENDING = 2
     REFUSED = 3
     USAGE = 64
+    #: The platform refused the token or its permission: retrying cannot help, a person must act.
+    AUTH = 77
     CONFIG = 78
 
 
@@ -87,16 +90,19 @@ class ApiError(AllowlistSyncError):
 
 
 class AuthError(ApiError):
+    exit_code = ExitCode.AUTH
     kind = "auth"
 
 
 class AccessDeniedError(ApiError):
     """403 account_access_denied: IP restrictions block the address this job calls from."""
 
+    exit_code = ExitCode.AUTH
     kind = "access_denied"
 
 
 class ForbiddenError(ApiError):
+    exit_code = ExitCode.AUTH
     kind = "permission"
 
 
@@ -157,6 +163,12 @@ class UnsafePlanError(AllowlistSyncError):
 
 class VerifyError(AllowlistSyncError):
     kind = "verify"
+
+
+class RunTimeoutError(AllowlistSyncError):
+    """The run passed its total deadline; no further request (and so no write) is sent."""
+
+    kind = "run_timeout"
 
 
 def exit_code_for(exc: BaseException) -> ExitCode:

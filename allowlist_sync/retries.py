@@ -16,7 +16,9 @@ from datetime import UTC
 
 import tenacity
 
+from allowlist_sync.errors import RunTimeoutError
 from allowlist_sync.logs import get_logger
+from allowlist_sync.net.deadline import check_run_deadline, run_remaining
 
 log = get_logger(__name__)
 
@@ -38,12 +40,20 @@ class Transient(Exception):  # noqa: N818 - a signal between a call and its retr
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How hard to try: attempts per call, total seconds per call, first backoff, longest wait."""
+    """How hard to try: attempts and total seconds per call, backoff, and what 429 costs.
+
+    `max_wait` caps our own exponential backoff; a server's Retry-After is honoured up to
+    `max_retry_after`. `rate_limit_cooldown` is the wait after a 429 that names none (dbt documents
+    a five-minute cool-down and sends Retry-After only on SCIM endpoints); None means backoff.
+    Every wait also ends the retries when it would pass the call's budget or the run's deadline.
+    """
 
     attempts: int = 4
     max_seconds: float = 120.0
     backoff: float = 1.0
     max_wait: float = 60.0
+    max_retry_after: float = 900.0
+    rate_limit_cooldown: float | None = None
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
@@ -79,9 +89,39 @@ class _Wait(tenacity.wait.wait_base):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
-        if isinstance(exc, Transient) and exc.retry_after is not None:
-            return min(exc.retry_after, self.policy.max_wait)
+        if isinstance(exc, Transient):
+            if exc.retry_after is not None:
+                return min(exc.retry_after, self.policy.max_retry_after)
+            if exc.status_code == 429 and self.policy.rate_limit_cooldown is not None:
+                return self.policy.rate_limit_cooldown
         return backoff_seconds(self.policy, retry_state.attempt_number)
+
+
+def _past_run_deadline(retry_state: tenacity.RetryCallState) -> bool:
+    """Stop when the coming wait would end after the run's deadline."""
+    remaining = run_remaining()
+    return remaining is not None and retry_state.upcoming_sleep >= remaining
+
+
+class _StopAtRunDeadline(tenacity.stop.stop_base):
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return _past_run_deadline(retry_state)
+
+
+def _give_up(retry_state: tenacity.RetryCallState) -> None:
+    """After the last attempt: the run's deadline if that is why, else the last failure."""
+    if _past_run_deadline(retry_state):
+        check_run_deadline()  # raises when it has passed already
+        remaining = run_remaining() or 0.0
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        reason = getattr(exc, "reason", str(exc))
+        raise RunTimeoutError(
+            f"{reason}; waiting {retry_state.upcoming_sleep:g}s before the next attempt would pass "
+            f"the run's deadline ({remaining:.0f}s left, ALLOWLIST_SYNC_RUN_TIMEOUT); "
+            "nothing further was sent, the next run starts over"
+        )
+    if retry_state.outcome is not None:
+        retry_state.outcome.result()  # re-raises the last failure
 
 
 def retrying(policy: RetryPolicy, operation: str) -> tenacity.Retrying:
@@ -102,8 +142,10 @@ def retrying(policy: RetryPolicy, operation: str) -> tenacity.Retrying:
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception_type(Transient),
         stop=tenacity.stop_after_attempt(policy.attempts)
-        | tenacity.stop_before_delay(policy.max_seconds),
+        | tenacity.stop_before_delay(policy.max_seconds)
+        | _StopAtRunDeadline(),
         wait=_Wait(policy),
         before_sleep=before_sleep,
+        retry_error_callback=_give_up,
         reraise=True,
     )

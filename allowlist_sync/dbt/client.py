@@ -1,8 +1,13 @@
 """A typed client for the dbt Admin API's IP-restriction endpoints, over httpx.
 
 Reads are free; writes are narrow on purpose: the client can create the owned rule and change
-the CIDRs of the owned rule, and nothing else. It has no delete, and it refuses (before sending
-anything) to write a rule whose name is not the owned name or that is not an allow rule.
+the CIDRs and description of the owned rule, and nothing else. Its one delete takes back a rule
+that this very client created in this run (a duplicate left by a concurrent run, see sync); it
+refuses any other id. It refuses (before sending anything) to write a rule whose name is not the
+owned name or that is not an allow rule.
+
+Answers are bounded: a body over `max_body_bytes` is refused while it streams in, and a listing
+that repeats ids, outgrows its own `total_count` or runs past `MAX_PAGES` is an error.
 
 HTTP-library errors and the API's error envelope are mapped here to `ApiError` subclasses.
 Reads are retried on transient failures; a write is retried only when it certainly did not
@@ -35,6 +40,7 @@ from allowlist_sync.errors import (
     OwnershipError,
 )
 from allowlist_sync.logs import get_logger, redact, register_secret
+from allowlist_sync.net.deadline import http_client
 from allowlist_sync.retries import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -48,7 +54,9 @@ log = get_logger(__name__)
 _M = TypeVar("_M", Rule, Pagination)
 
 PAGE_SIZE = 100  # the API's maximum `limit`
-MAX_PAGES = 1000
+#: 10,000 rules: far above any real account; a listing that goes on is a broken server.
+MAX_PAGES = 100
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Statuses that prove a write was not processed, so sending it again is safe.
 _WRITE_SAFE_RETRY = frozenset({408, 429})
 
@@ -66,14 +74,20 @@ class DbtClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        token_source: str = "DBT_CLOUD_TOKEN",  # noqa: S107 - a variable name
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         register_secret(token.get_secret_value())
         self.account_id = account_id
         self.owned_rule_name = owned_rule_name
         self.retry = retry or RetryPolicy()
+        self.token_source = token_source
+        self.max_body_bytes = max_body_bytes
         self.request_count = 0
         self.write_count = 0
-        self._http = httpx.Client(
+        #: Ids of rules this client created: the only ones `delete_created_rule` may delete.
+        self.created_rule_ids: set[int] = set()
+        self._http = http_client(
             base_url=f"{host_url}/api/v3/accounts/{account_id}/",
             headers={
                 "Authorization": f"Token {token.get_secret_value()}",
@@ -96,8 +110,10 @@ class DbtClient:
             token=settings.service_token(),
             owned_rule_name=settings.rule_name,
             timeout=settings.http_timeout,
-            retry=settings.retry_policy(),
+            retry=settings.api_retry_policy(),
             transport=transport,
+            token_source=settings.token_source,
+            max_body_bytes=settings.api_max_body_bytes,
         )
 
     def __repr__(self) -> str:
@@ -120,27 +136,45 @@ class DbtClient:
     # ----------------------------------------------------------------- reads
 
     def list_rules(self) -> list[Rule]:
-        """Every rule of the account, across as many pages as `total_count` says there are."""
-        rules: list[Rule] = []
+        """Every rule of the account, across as many pages as `total_count` says there are.
+
+        The same rule twice on one page is kept once; a page that repeats ids of an earlier page,
+        more entries than `total_count`, or more than MAX_PAGES pages is an ApiResponseError.
+        """
+        rules: dict[int, Rule] = {}
+        received = 0
+        where: dict[str, Any] = {"method": "GET", "path": "ip-restrictions/"}
         for page in range(MAX_PAGES):
             body = self._request(
-                "GET", "ip-restrictions/", params={"limit": PAGE_SIZE, "offset": len(rules)}
+                "GET", "ip-restrictions/", params={"limit": PAGE_SIZE, "offset": received}
             )
             data = body.get("data")
             if not isinstance(data, list):
-                raise ApiResponseError(
-                    "list response has no 'data' list", method="GET", path="ip-restrictions/"
-                )
+                raise ApiResponseError("list response has no 'data' list", **where)
             pagination = _parse(
                 Pagination, _dig(body, "extra", "pagination"), "GET ip-restrictions/ pagination"
             )
-            rules.extend(_parse(Rule, item, "GET ip-restrictions/ rule") for item in data)
-            if not data or len(rules) >= pagination.total_count:
+            page_rules = [_parse(Rule, item, "GET ip-restrictions/ rule") for item in data]
+            repeated = sorted({r.id for r in page_rules} & rules.keys())
+            if repeated:
+                raise ApiResponseError(
+                    f"page {page + 1} (offset {received}) repeats rule ids already listed "
+                    f"({', '.join(map(str, repeated[:5]))}); the API's paging is broken",
+                    **where,
+                )
+            received += len(data)
+            if received > pagination.total_count:
+                raise ApiResponseError(
+                    f"the listing gave {received} entries, more than its total_count "
+                    f"{pagination.total_count}",
+                    **where,
+                )
+            for rule in page_rules:
+                rules.setdefault(rule.id, rule)
+            if not data or received >= pagination.total_count:
                 log.debug("rules_listed", pages=page + 1, rules=len(rules))
-                return rules
-        raise ApiResponseError(
-            f"more than {MAX_PAGES} pages of rules", method="GET", path="ip-restrictions/"
-        )
+                return list(rules.values())
+        raise ApiResponseError(f"more than {MAX_PAGES} pages of rules", **where)
 
     def get_rule(self, rule_id: int) -> Rule:
         """One rule by id."""
@@ -176,12 +210,29 @@ class DbtClient:
             "cidrs": [{"cidr": c, "state": int(State.ACTIVE)} for c in cidrs],
         }
         body = self._request("POST", "ip-restrictions/", json=payload)
-        return _write_result(body, "POST ip-restrictions/")
+        result = _write_result(body, "POST ip-restrictions/")
+        self.created_rule_ids.add(result.rule.id)
+        return result
+
+    def delete_created_rule(self, rule_id: int) -> None:
+        """Delete a rule this client created in this run, and no other: refused before sending."""
+        if rule_id not in self.created_rule_ids:
+            raise OwnershipError(
+                f"refusing to delete rule {rule_id}: this client deletes only a rule it created"
+            )
+        self._request("DELETE", f"ip-restrictions/{rule_id}")
+        self.created_rule_ids.discard(rule_id)
 
     def update_owned_rule(
-        self, rule: Rule, *, add: Iterable[str], remove: Iterable[Cidr]
+        self,
+        rule: Rule,
+        *,
+        add: Iterable[str],
+        remove: Iterable[Cidr],
+        description: str | None = None,
     ) -> WriteResult:
-        """One PUT: `add` appended (no id), `remove` deleted by id (state 2); nothing else."""
+        """One PUT: `add` appended (no id), `remove` deleted by id (state 2), and `description`
+        when given (else the rule's own); nothing else."""
         self._check_owned(rule)
         cidrs: list[dict[str, Any]] = [{"cidr": c, "state": int(State.ACTIVE)} for c in add]
         cidrs += [{"id": c.id, "cidr": c.cidr, "state": int(State.DELETED)} for c in remove]
@@ -193,8 +244,9 @@ class DbtClient:
             "account_id": self.account_id,
             "cidrs": cidrs,
         }
-        if rule.description:
-            payload["description"] = rule.description
+        description = description if description is not None else rule.description
+        if description:
+            payload["description"] = description
         path = f"ip-restrictions/{rule.id}"
         body = self._request("PUT", path, json=payload)
         return _write_result(body, f"PUT {path}")
@@ -236,7 +288,9 @@ class DbtClient:
     ) -> httpx.Response:
         self.request_count += 1
         try:
-            response = self._http.request(method, path, params=params, json=json)
+            response = self._bounded(
+                self._http.build_request(method, path, params=params, json=json)
+            )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: another attempt is safe for reads and writes alike.
             raise Transient(f"cannot connect: {_reason(exc)}") from None
@@ -269,8 +323,42 @@ class DbtClient:
         if status >= 400:
             if is_write and status == 400:
                 _raise_if_cidrs_rejected(response, method, path)
-            raise _error_for(response, method, path)
+            raise _error_for(response, method, path, token_source=self.token_source)
         return response
+
+    def _bounded(self, request: httpx.Request) -> httpx.Response:
+        """Send `request` and read its body, refusing one over `max_body_bytes` as it streams."""
+        limit = self.max_body_bytes
+        response = self._http.send(request, stream=True)
+        try:
+            declared = response.headers.get("content-length", "")
+            chunks: list[bytes] = []
+            size = 0
+            if not (declared.isdigit() and int(declared) > limit):
+                for chunk in response.iter_bytes():
+                    size += len(chunk)
+                    if size > limit:
+                        break
+                    chunks.append(chunk)
+            if size > limit or (declared.isdigit() and int(declared) > limit):
+                raise ApiResponseError(
+                    f"the answer is over the {limit}-byte limit "
+                    "(ALLOWLIST_SYNC_API_MAX_BODY_BYTES)",
+                    status_code=response.status_code,
+                    method=request.method,
+                    path=request.url.path,
+                )
+        finally:
+            response.close()
+        # The body is decoded already: drop what described the encoded one.
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=b"".join(chunks), request=request
+        )
 
 
 def _reason(exc: Exception) -> str:
@@ -307,14 +395,21 @@ def _user_message(response: httpx.Response) -> str:
     return ""
 
 
-def _error_for(response: httpx.Response, method: str, path: str) -> ApiError:
+def _error_for(
+    response: httpx.Response,
+    method: str,
+    path: str,
+    *,
+    token_source: str = "DBT_CLOUD_TOKEN",  # noqa: S107
+) -> ApiError:
     status = response.status_code
     message = _user_message(response)
     quoted = f" ({message!r})" if message else ""
     kwargs: dict[str, Any] = {"status_code": status, "method": method, "path": path}
     if status == 401:
         return AuthError(
-            f"the service token was refused (401){quoted}; check DBT_CLOUD_TOKEN", **kwargs
+            f"the service token was refused (401){quoted}; check the token in {token_source}",
+            **kwargs,
         )
     if status == 403:
         try:

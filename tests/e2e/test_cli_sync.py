@@ -115,16 +115,17 @@ def test_source_from_stdin(emulator: EmulatorServer) -> None:
     assert result.json()["status"] == "changes_pending"
 
 
-def test_bad_token_exits_1_with_a_clear_message(
+def test_bad_token_exits_77_with_a_clear_message(
     emulator: EmulatorServer, store: EmulatorStore
 ) -> None:
-    """A refused token exits 1, says so in one line, and writes nothing."""
+    """A refused token exits 77 (retrying cannot help), names where it came from, writes nothing."""
     env = cli_env(emulator, DBT_CLOUD_TOKEN="dbtc_not_the_right_token")
     result = run_cli("sync", "--output", "json", "--source-file", str(PUBLIC_FEED), env=env)
-    assert result.code == 1
+    assert result.code == 77
     out = result.json()
     assert out["status"] == "failed" and out["error"]["kind"] == "auth"
     assert "the service token was refused (401)" in out["error"]["message"]
+    assert "check the token in DBT_CLOUD_TOKEN" in out["error"]["message"]
     assert store.write_count() == 0
     assert "dbtc_not_the_right_token" not in result.stdout + result.stderr
 

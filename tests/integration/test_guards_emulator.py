@@ -152,7 +152,7 @@ def test_caller_already_blocked_gets_a_clear_message(
     store.set_enforcement(True)
     store.caller_ip = "203.0.113.50"
     outcome = run(settings)
-    assert outcome.exit_code() == ExitCode.FAILED
+    assert outcome.exit_code() == ExitCode.AUTH
     assert "account_access_denied" in str(outcome.error)
     assert "block the address this job calls from" in str(outcome.error)
 
