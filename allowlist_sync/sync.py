@@ -11,17 +11,25 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
+from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.azure.feed import Feed
 from allowlist_sync.azure.source import load_feed
-from allowlist_sync.cidrs import Network, build_desired, network_or_none, sort_key
+from allowlist_sync.cidrs import Network, build_desired, network_or_none
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
-from allowlist_sync.dbt.models import Rule, RuleType, WriteResult
+from allowlist_sync.dbt.models import Rule, WriteResult
+from allowlist_sync.dbt.rules import (
+    deny_conflicts,
+    find_owned_rule,
+    owned_candidates,
+    rule_set_enabled,
+)
 from allowlist_sync.errors import (
     AllowlistSyncError,
     AmbiguousWriteError,
@@ -32,10 +40,23 @@ from allowlist_sync.errors import (
     UnsafePlanError,
     VerifyError,
 )
-from allowlist_sync.guards import Limits, check_plan
+from allowlist_sync.guards import (
+    Limits,
+    check_feed_scope,
+    check_lockout,
+    check_plan,
+    check_rollback,
+    lockout_question,
+)
 from allowlist_sync.logs import get_logger
+from allowlist_sync.net.deadline import run_deadline, run_remaining
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, apply_mode, compute_plan
+from allowlist_sync.record import FeedRecord, read_record, with_record
+from allowlist_sync.retries import backoff_seconds
+from allowlist_sync.runlock import run_lock
+
+__all__ = ["RunOptions", "find_owned_rule", "rule_set_enabled", "run_once"]
 
 log = get_logger(__name__)
 
@@ -70,96 +91,30 @@ def run_once(
     outcome = Outcome(status="failed", dry_run=options.dry_run, rule_name=settings.rule_name)
     client: DbtClient | None = None
     try:
-        # 1. Source: fetched and validated before the target is touched at all.
-        # A flag wins over ALLOWLIST_SYNC_SOURCE_FILE, which serve mode (no flags) relies on.
-        from_flags = options.source_file is not None or options.source_url is not None
-        feed = load_feed(
-            settings,
-            source_file=options.source_file if from_flags else settings.source_file,
-            source_url=options.source_url,
-            stdin=stdin,
-            transport=feed_transport,
-        )
-        outcome.source = feed.source
-        if feed.source.kind == "cache":
-            outcome.warnings.append(
-                "Microsoft's download center gave no file; using the cached copy dated "
-                f"{feed.source.file_date} (downloaded {feed.source.fetched_at})"
-            )
-        log.info(
-            "source_loaded",
-            kind=feed.source.kind,
-            location=feed.source.location,
-            cloud=feed.cloud,
-            change_number=feed.change_number,
-            tags={t: len(p) for t, p in feed.prefixes.items()},
-        )
-
-        # 2. Desired set.
-        desired = desired_set(feed, settings)
-        log.info(
-            "desired_set",
-            cidrs=len(desired),
-            published=len(feed.all_prefixes()),
-            families=settings.ip_families,
-            aggregated=settings.aggregate,
-        )
-
-        # 3. Current rule.
-        client = DbtClient.from_settings(settings, transport=dbt_transport)
-        rules = client.list_rules()
-        current = find_owned_rule(rules, settings.rule_name)
-        enforcement = rule_set_enabled(rules)
-        outcome.rule_set_enabled = enforcement
-        outcome.rule_id = current.id if current else None
-        log.info(
-            "current_rule",
-            rule_id=outcome.rule_id,
-            rules_in_account=len(rules),
-            cidrs=len(current.active_cidrs) if current else None,
-            enforcement=enforcement,
-        )
-        # The platform refuses a CIDR in an allow rule that a deny rule holds: known in advance,
-        # so never sent (a write that fails every week), only reported.
-        conflicts = deny_conflicts(desired, rules)
-        if conflicts:
-            desired = tuple(n for n in desired if n not in conflicts)
-            outcome.failed_cidrs = tuple(str(n) for n in conflicts)
-            where = ", ".join(f"{n} (deny rule {rule_id})" for n, rule_id in conflicts.items())
-            outcome.warnings.append(
-                f"{len(conflicts)} published CIDR(s) are held by deny rules, so the platform "
-                f"would refuse them: {where}; remove them from the deny rule, or add them to "
-                "ALLOWLIST_SYNC_EXCLUDE_CIDRS to stop this warning"
-            )
-            log.error("deny_rule_conflict", cidrs={str(n): r for n, r in conflicts.items()})
-
-        # 4. Plan (rendered by the caller), 5. guards.
-        plan = make_plan(desired, current, settings)
-        outcome.plan = plan
-        log_plan(plan)
-        if options.on_plan is not None:
-            options.on_plan(plan, feed, current)
-        check_plan(plan, _limits(settings), force=options.force)
-        check_lockout(client, plan, rules, enforcement, allow_risk=options.allow_lockout_risk)
-
-        if not plan.has_changes:
-            outcome.status = "in_sync"
-        elif options.dry_run:
-            outcome.status = "changes_pending"
-        else:
-            # 6. Apply, 7. verify.
-            applied = apply_plan(client, plan, current, desired, settings, options, enforcement)
-            outcome.rule_id = applied.rule_id
-            outcome.failed_cidrs += applied.failed_cidrs
-            outcome.already_existed = applied.already_existed
-            if applied.rule_id is not None:
-                verify(client, applied.rule_id, applied.plan, applied.failed_cidrs)
-            outcome.status = "applied"
-            if applied.failed_cidrs:
-                outcome.warnings.append(
-                    f"the platform refused {len(applied.failed_cidrs)} CIDR(s): "
-                    + ", ".join(applied.failed_cidrs)
-                )
+        with run_deadline(settings.run_timeout), run_lock(lock_dir(settings)):
+            # 1. Source: fetched and validated (scope included) before the target is touched.
+            feed = load_source(settings, options, outcome, stdin=stdin, transport=feed_transport)
+            check_feed_scope(feed.all_prefixes(), limits(settings))
+            # 2. Desired set.
+            desired = desired_set(feed, settings)
+            # 3. Current rule, and what the platform would refuse anyway.
+            client = DbtClient.from_settings(settings, transport=dbt_transport)
+            account = read_account(client, settings.rule_name, outcome)
+            desired = drop_deny_conflicts(desired, account.rules, outcome)
+            # 4. Plan (rendered by the caller), 5. guards.
+            plan = make_plan(desired, account.current, settings)
+            outcome.plan = plan
+            log_plan(plan)
+            if options.on_plan is not None:
+                options.on_plan(plan, feed, account.current)
+            guard(plan, feed, account, client, settings, options)
+            if not plan.has_changes:
+                outcome.status = "in_sync"
+            elif options.dry_run:
+                outcome.status = "changes_pending"
+            else:
+                # 6. Apply, 7. verify.
+                apply_and_verify(client, plan, account, desired, feed, settings, options, outcome)
         if outcome.failed_cidrs:
             # The rule cannot hold the whole desired set: monitoring must see it (exit 1).
             outcome.status = "failed"
@@ -196,53 +151,173 @@ def run_once(
     return outcome
 
 
+def lock_dir(settings: Settings) -> Path:
+    """The folder whose lock serialises runs on one machine: the feed cache's."""
+    return settings.cache_dir or default_cache_dir()
+
+
+def load_source(
+    settings: Settings,
+    options: RunOptions,
+    outcome: Outcome,
+    *,
+    stdin: BinaryIO | None,
+    transport: httpx.BaseTransport | None,
+) -> Feed:
+    """Step 1: the validated feed, from a flag, the settings or discovery."""
+    # A flag wins over ALLOWLIST_SYNC_SOURCE_FILE, which serve mode (no flags) relies on.
+    from_flags = options.source_file is not None or options.source_url is not None
+    feed = load_feed(
+        settings,
+        source_file=options.source_file if from_flags else settings.source_file,
+        source_url=options.source_url,
+        stdin=stdin,
+        transport=transport,
+    )
+    outcome.source = feed.source
+    if feed.source.kind == "cache":
+        outcome.warnings.append(
+            "Microsoft's download center gave no file; using the cached copy dated "
+            f"{feed.source.file_date} (downloaded {feed.source.fetched_at})"
+        )
+    log.info(
+        "source_loaded",
+        kind=feed.source.kind,
+        location=feed.source.location,
+        cloud=feed.cloud,
+        change_number=feed.change_number,
+        tags={t: len(p) for t, p in feed.prefixes.items()},
+    )
+    return feed
+
+
+@dataclass(frozen=True)
+class Account:
+    """What the account holds now: every rule, the owned one (if any), and enforcement."""
+
+    rules: list[Rule]
+    current: Rule | None
+    enforcement: bool
+    rule_set_id: int | None
+
+
+def read_account(client: DbtClient, rule_name: str, outcome: Outcome) -> Account:
+    """Step 3: list the rules and pick the owned one."""
+    rules = client.list_rules()
+    current = find_owned_rule(rules, rule_name)
+    enforcement = rule_set_enabled(rules)
+    outcome.rule_set_enabled = enforcement
+    outcome.rule_id = current.id if current else None
+    log.info(
+        "current_rule",
+        rule_id=outcome.rule_id,
+        rules_in_account=len(rules),
+        cidrs=len(current.active_cidrs) if current else None,
+        enforcement=enforcement,
+    )
+    set_ids = {r.ip_restriction_rule_set_id for r in rules if r.ip_restriction_rule_set_id}
+    return Account(rules, current, enforcement, min(set_ids) if set_ids else None)
+
+
+def drop_deny_conflicts(
+    desired: tuple[Network, ...], rules: list[Rule], outcome: Outcome
+) -> tuple[Network, ...]:
+    """CIDRs a deny rule holds are refused by the platform: never sent, reported (exit 1)."""
+    conflicts = deny_conflicts(desired, rules)
+    if not conflicts:
+        return desired
+    outcome.failed_cidrs = tuple(str(n) for n in conflicts)
+    where = ", ".join(f"{n} (deny rule {rule_id})" for n, rule_id in conflicts.items())
+    outcome.warnings.append(
+        f"{len(conflicts)} published CIDR(s) are held by deny rules, so the platform "
+        f"would refuse them: {where}; remove them from the deny rule, or add them to "
+        "ALLOWLIST_SYNC_EXCLUDE_CIDRS to stop this warning"
+    )
+    log.error("deny_rule_conflict", cidrs={str(n): r for n, r in conflicts.items()})
+    return tuple(n for n in desired if n not in conflicts)
+
+
+def guard(
+    plan: Plan,
+    feed: Feed,
+    account: Account,
+    client: DbtClient,
+    settings: Settings,
+    options: RunOptions,
+) -> None:
+    """Step 5: every guard on the plan; the same before the first write and after a re-plan."""
+    check_plan(plan, limits(settings), force=options.force)
+    if plan.has_changes and account.current is not None:
+        check_rollback(
+            applied_record(feed),
+            read_record(account.current.description),
+            rule_id=account.current.id,
+            force=options.force,
+        )
+    allowed_without: bool | None = None
+    if lockout_question(plan, account.enforcement):
+        if account.rule_set_id is None:
+            raise ApiResponseError(
+                "rules carry no ip_restriction_rule_set_id; cannot check lock-out"
+            )
+        assert plan.rule_id is not None
+        allowed_without = client.caller_allowed(account.rule_set_id, without_rule_id=plan.rule_id)
+        log.info("lockout_check", caller_allowed_without_owned_rule=allowed_without)
+    check_lockout(
+        plan,
+        enforcement=account.enforcement,
+        allowed_without_rule=allowed_without,
+        allow_risk=options.allow_lockout_risk,
+    )
+
+
+def applied_record(feed: Feed) -> FeedRecord:
+    """What a write of this feed records in the rule's description."""
+    return FeedRecord(feed.cloud, feed.change_number, feed.source.file_date)
+
+
+def apply_and_verify(
+    client: DbtClient,
+    plan: Plan,
+    account: Account,
+    desired: tuple[Network, ...],
+    feed: Feed,
+    settings: Settings,
+    options: RunOptions,
+    outcome: Outcome,
+) -> None:
+    """Steps 6 and 7: write the plan, then read the rule back."""
+    applied = apply_plan(client, plan, account, desired, feed, settings, options)
+    outcome.rule_id = applied.rule_id
+    outcome.failed_cidrs += applied.failed_cidrs
+    outcome.already_existed = applied.already_existed
+    if applied.rule_id is not None:
+        verify(client, applied.rule_id, applied.plan, applied.failed_cidrs, applied.stored)
+    outcome.status = "applied"
+    if applied.failed_cidrs:
+        outcome.warnings.append(
+            f"the platform refused {len(applied.failed_cidrs)} CIDR(s): "
+            + ", ".join(applied.failed_cidrs)
+        )
+
+
 def desired_set(feed: Feed, settings: Settings) -> tuple[Network, ...]:
-    """The networks the owned rule must hold, from the feed and the settings."""
-    return build_desired(
+    """Step 2: the networks the owned rule must hold, from the feed and the settings."""
+    desired = build_desired(
         feed.all_prefixes(),
         families=settings.ip_families,
         extra=settings.extra_cidrs,
         exclude=settings.exclude_cidrs,
         collapse=settings.aggregate,
     )
-
-
-def find_owned_rule(rules: list[Rule], name: str) -> Rule | None:
-    """The one active rule named `name`; OwnershipError when it is ambiguous or a deny rule."""
-    owned = [r for r in rules if r.is_active and r.name == name]
-    if len(owned) > 1:
-        ids = ", ".join(str(r.id) for r in owned)
-        raise OwnershipError(
-            f"{len(owned)} active rules are named {name!r} (ids {ids}); this job owns exactly "
-            "one: delete or rename the extra ones"
-        )
-    if owned and owned[0].type != RuleType.ALLOW:
-        raise OwnershipError(
-            f"rule {owned[0].id} named {name!r} is a deny rule; this job only manages an allow "
-            "rule: rename it or set ALLOWLIST_SYNC_RULE_NAME"
-        )
-    return owned[0] if owned else None
-
-
-def deny_conflicts(desired: tuple[Network, ...], rules: list[Rule]) -> dict[Network, int]:
-    """Desired networks that an active deny rule holds, each with that rule's id."""
-    wanted = set(desired)
-    held: dict[Network, int] = {}
-    for rule in rules:
-        if rule.is_active and rule.type == RuleType.DENY:
-            for entry in rule.active_cidrs:
-                network = network_or_none(entry.cidr)
-                if network in wanted:
-                    held.setdefault(network, rule.id)
-    return dict(sorted(held.items(), key=lambda item: sort_key(item[0])))
-
-
-def rule_set_enabled(rules: list[Rule]) -> bool:
-    """Whether the account enforces IP restrictions now (False with no rules at all)."""
-    values = {r.rule_set_enabled for r in rules if r.is_active}
-    if len(values) > 1:
-        raise ApiResponseError("the account's rules disagree on rule_set_enabled")
-    return values.pop() if values else False
+    log.info(
+        "desired_set",
+        cidrs=len(desired),
+        published=len(feed.all_prefixes()),
+        families=settings.ip_families,
+        aggregated=settings.aggregate,
+    )
+    return desired
 
 
 def make_plan(desired: tuple[Network, ...], current: Rule | None, settings: Settings) -> Plan:
@@ -264,38 +339,6 @@ def log_plan(plan: Plan, *, replanned: bool = False) -> None:
     )
 
 
-def check_lockout(
-    client: DbtClient, plan: Plan, rules: list[Rule], enforcement: bool, *, allow_risk: bool
-) -> None:
-    """Refuse removals when enforcement is on and this caller is only allowed by the owned rule."""
-    if not (enforcement and plan.remove and plan.rule_id is not None):
-        return
-    set_ids = {r.ip_restriction_rule_set_id for r in rules if r.ip_restriction_rule_set_id}
-    if not set_ids:
-        raise ApiResponseError("rules carry no ip_restriction_rule_set_id; cannot check lock-out")
-    allowed_without = client.caller_allowed(set_ids.pop(), without_rule_id=plan.rule_id)
-    if allowed_without:
-        log.info("lockout_check", caller_allowed_without_owned_rule=True)
-        return
-    message = (
-        f"IP restrictions are enforced and this job's own address is allowed only by "
-        f"rule {plan.rule_id}; removing {len(plan.remove)} CIDR(s) from it could lock this job "
-        "(and anyone behind the same egress) out, which only dbt support can undo. Allow the "
-        "job's egress IP in another rule, or re-run with --allow-lockout-risk"
-    )
-    if not allow_risk:
-        raise UnsafePlanError(
-            message, guard="lockout", details={"rule_id": plan.rule_id, "remove": len(plan.remove)}
-        )
-    log.warning(
-        "guard_overridden",
-        guard="lockout",
-        flag="--allow-lockout-risk",
-        rule_id=plan.rule_id,
-        remove=len(plan.remove),
-    )
-
-
 @dataclass(frozen=True)
 class Applied:
     """What a write achieved: the plan finally written (after any re-plan) and what was refused."""
@@ -304,25 +347,29 @@ class Applied:
     rule_id: int | None
     failed_cidrs: tuple[str, ...] = ()
     already_existed: tuple[str, ...] = ()
+    #: The rule as read back right after the write (a create re-lists), for verify to reuse.
+    stored: Rule | None = None
 
 
 def apply_plan(
     client: DbtClient,
     plan: Plan,
-    current: Rule | None,
+    account: Account,
     desired: tuple[Network, ...],
+    feed: Feed,
     settings: Settings,
     options: RunOptions,
-    enforcement: bool,
 ) -> Applied:
     """Write the plan: create the rule, or one PUT. An ambiguous write is re-read, not replayed.
 
     CIDRs the platform refuses are reported in the result, not retried: the rest of the change
-    stays applied, and the next run tries only what is still missing.
+    stays applied, and the next run tries only what is still missing. A create is followed by a
+    re-read that settles a race with a concurrent run (see `settle_duplicate_create`).
     """
+    current = account.current
     for round_ in range(1, MAX_WRITE_ROUNDS + 1):
         try:
-            result = _write(client, plan, current, settings, enforcement)
+            result = _write(client, plan, current, feed, settings, account.enforcement)
         except CidrsRejectedError as exc:
             log.error(
                 "cidrs_rejected", failed_cidrs=exc.failed_cidrs, already_existed=exc.already_exists
@@ -342,50 +389,121 @@ def apply_plan(
                 error=str(exc),
                 action="re-reading the rule and re-planning; not replaying the write",
             )
-            time.sleep(min(settings.retry_backoff * 2**round_, 30.0))
-            rules = client.list_rules()
-            current = find_owned_rule(rules, settings.rule_name)
-            plan = make_plan(desired, current, settings)
-            check_plan(plan, _limits(settings), force=options.force)
-            if not plan.has_changes:
-                log.info("write_confirmed_by_reread", round=round_)
-                return Applied(plan, current.id if current else None)
-            log_plan(plan, replanned=True)
-            continue
-        log.info(
-            "applied",
-            rule_id=result.rule.id,
-            created=plan.creates_rule,
-            added=len(plan.add),
-            removed=len(plan.remove),
-            failed_cidrs=result.failed_cidrs,
-            already_existed=result.cidrs_already_exists,
-        )
-        return Applied(
-            plan, result.rule.id, tuple(result.failed_cidrs), tuple(result.cidrs_already_exists)
-        )
-    raise AssertionError("unreachable")  # pragma: no cover
+            _pause(settings, round_)
+            current = _reread(client, settings.rule_name)
+        else:
+            log.info(
+                "applied",
+                rule_id=result.rule.id,
+                created=plan.creates_rule,
+                added=len(plan.add),
+                removed=len(plan.remove),
+                failed_cidrs=result.failed_cidrs,
+                already_existed=result.cidrs_already_exists,
+            )
+            if not plan.creates_rule:
+                return Applied(
+                    plan,
+                    result.rule.id,
+                    tuple(result.failed_cidrs),
+                    tuple(result.cidrs_already_exists),
+                )
+            survivor, stored = settle_duplicate_create(client, result.rule.id, settings.rule_name)
+            if survivor is None:
+                return Applied(
+                    plan,
+                    result.rule.id,
+                    tuple(result.failed_cidrs),
+                    tuple(result.cidrs_already_exists),
+                    stored,
+                )
+            current = survivor
+        # Re-plan against what the account holds now, through the same guards.
+        plan = make_plan(desired, current, settings)
+        guard(plan, feed, replace(account, current=current), client, settings, options)
+        if not plan.has_changes:
+            log.info("write_confirmed_by_reread", round=round_)
+            return Applied(plan, current.id if current else None)
+        log_plan(plan, replanned=True)
+    raise AmbiguousWriteError(  # pragma: no cover - the last round returns or raises above
+        f"the rule did not settle after {MAX_WRITE_ROUNDS} writes"
+    )
+
+
+def settle_duplicate_create(
+    client: DbtClient, created_id: int, rule_name: str
+) -> tuple[Rule | None, Rule | None]:
+    """After creating the owned rule, make sure it is the only one: (rule to switch to, created).
+
+    Two runs started together on an account without the rule may both create it. Each re-lists
+    after its create; when several active rules carry the owned name, the run whose rule has the
+    highest id deletes that rule (the one delete this client can make, by the id the API returned
+    to this very run) and goes on with the lowest-id one. The listing doubles as the read-back
+    that verifies the created rule, so a create costs no extra request.
+    """
+    owned = owned_candidates(client.list_rules(), rule_name)
+    ids = [r.id for r in owned]
+    created = next((r for r in owned if r.id == created_id), None)
+    if len(owned) <= 1 or created is None:
+        return None, created
+    log.warning("duplicate_owned_rule", rule_ids=ids, created=created_id)
+    if created_id != max(ids):
+        return None, created  # the run whose rule has the higher id deletes its own
+    client.delete_created_rule(created_id)
+    survivor = owned[0]
+    log.warning("duplicate_owned_rule_deleted", deleted=created_id, kept=survivor.id)
+    return survivor, None
+
+
+def _reread(client: DbtClient, rule_name: str) -> Rule | None:
+    return find_owned_rule(client.list_rules(), rule_name)
+
+
+def _pause(settings: Settings, round_: int) -> None:
+    """Wait before re-reading after an unconfirmed write: the retry backoff, within the deadline."""
+    wait = backoff_seconds(settings.retry_policy(), round_ + 1)
+    remaining = run_remaining()
+    if remaining is not None:
+        wait = min(wait, max(0.0, remaining))
+    time.sleep(wait)
 
 
 def _write(
-    client: DbtClient, plan: Plan, current: Rule | None, settings: Settings, enforcement: bool
+    client: DbtClient,
+    plan: Plan,
+    current: Rule | None,
+    feed: Feed,
+    settings: Settings,
+    enforcement: bool,
 ) -> WriteResult:
+    record = applied_record(feed)
     if current is None:
         return client.create_owned_rule(
             cidrs=[str(n) for n in plan.add],
-            description=settings.rule_description,
+            description=with_record(settings.rule_description, record),
             rule_set_enabled=enforcement,
         )
-    return client.update_owned_rule(current, add=[str(n) for n in plan.add], remove=plan.remove)
+    return client.update_owned_rule(
+        current,
+        add=[str(n) for n in plan.add],
+        remove=plan.remove,
+        description=with_record(current.description, record),
+    )
 
 
-def verify(client: DbtClient, rule_id: int, plan: Plan, refused: tuple[str, ...]) -> None:
+def verify(
+    client: DbtClient,
+    rule_id: int,
+    plan: Plan,
+    refused: tuple[str, ...],
+    stored_rule: Rule | None = None,
+) -> None:
     """Read the rule back: it must hold exactly what the plan leads to, less refused CIDRs.
 
     In `sync` mode that is the desired set, each network once; in `add-only` mode it also
     includes what the plan deliberately kept.
     """
-    rule = client.get_rule(rule_id)
+    rule = stored_rule if stored_rule is not None else client.get_rule(rule_id)
     refused_networks = {n for n in map(network_or_none, refused) if n is not None}
     added = [n for n in plan.add if n not in refused_networks]
     kept = [network_or_none(c.cidr) for c in plan.keep]
@@ -403,7 +521,11 @@ def verify(client: DbtClient, rule_id: int, plan: Plan, refused: tuple[str, ...]
     log.info("verified", rule_id=rule_id, cidrs=len(stored))
 
 
-def _limits(settings: Settings) -> Limits:
+def limits(settings: Settings) -> Limits:
+    """The guards' thresholds from the settings."""
     return Limits(
-        min_prefixes=settings.min_prefixes, max_delete_fraction=settings.max_delete_fraction
+        min_prefixes=settings.min_prefixes,
+        max_delete_fraction=settings.max_delete_fraction,
+        min_prefix_length_ipv4=settings.min_prefix_length_ipv4,
+        min_prefix_length_ipv6=settings.min_prefix_length_ipv6,
     )
