@@ -85,6 +85,7 @@ class DbtClient:
         self.max_body_bytes = max_body_bytes
         self.request_count = 0
         self.write_count = 0
+        self.bytes_received = 0
         #: Ids of rules this client created: the only ones `delete_created_rule` may delete.
         self.created_rule_ids: set[int] = set()
         self._http = http_client(
@@ -144,10 +145,18 @@ class DbtClient:
         rules: dict[int, Rule] = {}
         received = 0
         where: dict[str, Any] = {"method": "GET", "path": "ip-restrictions/"}
+        bytes_before = self.bytes_received
         for page in range(MAX_PAGES):
             body = self._request(
                 "GET", "ip-restrictions/", params={"limit": PAGE_SIZE, "offset": received}
             )
+            if self.bytes_received - bytes_before > self.max_body_bytes:
+                # Pages are bounded one by one; the whole listing is held in memory at once.
+                raise ApiResponseError(
+                    f"the listing is over the {self.max_body_bytes}-byte limit in total "
+                    "(ALLOWLIST_SYNC_API_MAX_BODY_BYTES)",
+                    **where,
+                )
             data = body.get("data")
             if not isinstance(data, list):
                 raise ApiResponseError("list response has no 'data' list", **where)
@@ -350,6 +359,7 @@ class DbtClient:
                 )
         finally:
             response.close()
+        self.bytes_received += size
         # The body is decoded already: drop what described the encoded one.
         headers = [
             (k, v)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import IntEnum
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.dataclasses import dataclass
 
 
 class RuleType(IntEnum):
@@ -21,11 +22,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-class Cidr(_Model):
-    """One stored CIDR entry of a rule; `cidr` is exactly the string that was sent."""
+@dataclass(frozen=True, slots=True, config=ConfigDict(extra="ignore"))
+class Cidr:
+    """One stored CIDR entry of a rule; `cidr` is exactly the string that was sent.
 
-    id: int | None = None
+    A slotted dataclass, not a model: an account may list hundreds of thousands of entries, and
+    each model instance costs several times the memory.
+    """
+
     cidr: str
+    id: int | None = None
     state: int = State.ACTIVE
     enabled: bool = True
 

@@ -192,3 +192,18 @@ def test_a_forbidden_token_exits_77_and_is_never_retried(
     outcome = run_once(settings, OPTIONS)
     assert outcome.exit_code() == ExitCode.AUTH and outcome.requests == 1
     assert store.write_count() == 0
+
+
+def test_a_listing_over_the_limit_in_total_is_refused() -> None:
+    """Pages each under the body limit but over it together fail: the listing is held at once."""
+
+    def page(line: str) -> bytes:
+        first = 101 if "offset=100" in line else 1
+        rules = [rule_json(i, f"team {i}", ["8.8.8.0/24"] * 150) for i in range(first, first + 100)]
+        return http_response(listing(rules, 200))
+
+    assert 500_000 < len(page("GET /?offset=0")) < 1_000_000
+    with hostile_server(page) as url:
+        outcome = run_bounded(hostile_settings(url, api_max_body_bytes=1_000_000))
+    assert_failed_without_secret(outcome, "bad_response", "over the 1000000-byte limit in total")
+    assert outcome.requests == 2

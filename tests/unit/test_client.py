@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
+from pydantic import SecretStr, TypeAdapter
 
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Cidr, Rule
@@ -351,4 +351,4 @@ def test_repr_hides_the_token() -> None:
 
 def test_cidr_model_tolerates_missing_id() -> None:
     """A CIDR without an id (as in the spec) still parses."""
-    assert Cidr.model_validate({"cidr": "1.2.3.4", "state": 1}).id is None
+    assert TypeAdapter(Cidr).validate_python({"cidr": "1.2.3.4", "state": 1}).id is None
