@@ -17,9 +17,9 @@ from pydantic import SecretStr
 from allowlist_sync.config import Settings, env_name
 from allowlist_sync.crontab import cron_trigger
 from allowlist_sync.dbt.client import DbtClient
+from allowlist_sync.dbt.rules import find_owned_rule, rule_set_enabled
 from allowlist_sync.errors import AllowlistSyncError, ExitCode
 from allowlist_sync.logs import REDACTED, get_logger, redact, register_secret
-from allowlist_sync.sync import find_owned_rule, rule_set_enabled
 
 log = get_logger(__name__)
 
@@ -48,7 +48,7 @@ def next_run(settings: Settings, now: datetime | None = None) -> datetime | None
 
 def check_api(settings: Settings) -> dict[str, Any]:
     """One read of the account's rules with the configured token; raises AllowlistSyncError."""
-    with DbtClient.from_settings(settings) as client:
+    with DbtClient.connect(settings.dbt_connection(), owned_rule_name=settings.rule_name) as client:
         rules = client.list_rules()
     owned = find_owned_rule(rules, settings.rule_name)
     return {

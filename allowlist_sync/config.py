@@ -21,6 +21,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from allowlist_sync.dbt.connection import Connection
 from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import register_secret
 from allowlist_sync.retries import RetryPolicy
@@ -346,6 +347,18 @@ class Settings(BaseSettings):
     def api_retry_policy(self) -> RetryPolicy:
         """How dbt API calls are retried: as any call, plus dbt's 429 cool-down."""
         return replace(self.retry_policy(), rate_limit_cooldown=self.rate_limit_cooldown)
+
+    def dbt_connection(self) -> Connection:
+        """How to reach the configured account, as plain values for the dbt client."""
+        return Connection(
+            host_url=self.host_url,
+            account_id=self.account_id,
+            token=self.service_token(),
+            token_source=self.token_source,
+            timeout=self.http_timeout,
+            retry=self.api_retry_policy(),
+            max_body_bytes=self.api_max_body_bytes,
+        )
 
     @property
     def token_source(self) -> str:

@@ -98,7 +98,11 @@ def run_once(
             # 2. Desired set.
             desired = desired_set(feed, settings)
             # 3. Current rule, and what the platform would refuse anyway.
-            client = DbtClient.from_settings(settings, transport=dbt_transport)
+            client = DbtClient.connect(
+                settings.dbt_connection(),
+                owned_rule_name=settings.rule_name,
+                transport=dbt_transport,
+            )
             account = read_account(client, settings.rule_name, outcome)
             desired = drop_deny_conflicts(desired, account.rules, outcome)
             # 4. Plan (rendered by the caller), 5. guards.

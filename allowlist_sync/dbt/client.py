@@ -25,7 +25,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from allowlist_sync import __version__
-from allowlist_sync.config import Settings
+from allowlist_sync.dbt.connection import DEFAULT_MAX_BODY_BYTES, Connection
 from allowlist_sync.dbt.models import Cidr, Pagination, Rule, RuleType, State, WriteResult
 from allowlist_sync.errors import (
     AccessDeniedError,
@@ -56,7 +56,6 @@ _M = TypeVar("_M", Rule, Pagination)
 PAGE_SIZE = 100  # the API's maximum `limit`
 #: 10,000 rules: far above any real account; a listing that goes on is a broken server.
 MAX_PAGES = 100
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 #: Statuses that prove a write was not processed, so sending it again is safe.
 _WRITE_SAFE_RETRY = frozenset({408, 429})
 
@@ -101,20 +100,24 @@ class DbtClient:
         )
 
     @classmethod
-    def from_settings(
-        cls, settings: Settings, *, transport: httpx.BaseTransport | None = None
+    def connect(
+        cls,
+        connection: Connection,
+        *,
+        owned_rule_name: str,
+        transport: httpx.BaseTransport | None = None,
     ) -> DbtClient:
-        """The client for the configured account, token, owned rule, timeout and retries."""
+        """The client for one account's connection and owned rule."""
         return cls(
-            host_url=settings.host_url,
-            account_id=settings.account_id,
-            token=settings.service_token(),
-            owned_rule_name=settings.rule_name,
-            timeout=settings.http_timeout,
-            retry=settings.api_retry_policy(),
+            host_url=connection.host_url,
+            account_id=connection.account_id,
+            token=connection.token,
+            owned_rule_name=owned_rule_name,
+            timeout=connection.timeout,
+            retry=connection.retry,
             transport=transport,
-            token_source=settings.token_source,
-            max_body_bytes=settings.api_max_body_bytes,
+            token_source=connection.token_source,
+            max_body_bytes=connection.max_body_bytes,
         )
 
     def __repr__(self) -> str:

@@ -51,9 +51,11 @@ def test_two_machines_creating_at_once_end_with_one_rule(
     """Both runs create (their creates overlap); the creator of the higher id deletes its own."""
     office = store.seed_rule("Office", cidrs=["198.51.100.0/24"])
     before = {r["id"]: r for r in store.snapshot()}[office]
-    # Each create is answered only after both were processed: the race the issue reproduced.
+    # Both first listings are answered only after both were read: each run sees no rule, and both
+    # create it, the race the issue reproduced. The second create (the higher id) always re-lists
+    # after both exist.
     store.add_fault(
-        Fault(method="POST", path_regex="ip-restrictions/$", action="delay_after", seconds=0.5,
+        Fault(method="GET", path_regex="ip-restrictions/$", action="delay_after", seconds=1,
               times=2)
     )  # fmt: skip
     runs = [
