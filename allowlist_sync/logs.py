@@ -106,16 +106,17 @@ def redact(text: str) -> str:
     return text
 
 
-def _scrub(value: Any) -> Any:
+def scrub(value: Any) -> Any:
+    """`value` (strings, mappings, lists, exceptions, nested) with every secret redacted."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if str(k).lower() in _SENSITIVE_KEYS else _scrub(v)
+            k: REDACTED if str(k).lower() in _SENSITIVE_KEYS else scrub(v)
             for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
+        return [scrub(v) for v in value]
     if isinstance(value, BaseException):
         return redact(f"{type(value).__name__}: {value}")
     return value
@@ -129,7 +130,7 @@ def redact_processor(
         if key.lower() in _SENSITIVE_KEYS:
             event_dict[key] = REDACTED
         else:
-            event_dict[key] = _scrub(event_dict[key])
+            event_dict[key] = scrub(event_dict[key])
     return event_dict
 
 

@@ -286,3 +286,17 @@ def test_check_shows_urls_without_query(
         assert "https://mirror.example.com/f.json?<redacted>" in result.stdout
         assert "https://push.example.com/?<redacted>" in result.stdout
     assert_untouched(store)
+
+
+def test_outcome_json_is_redacted_for_every_consumer() -> None:
+    """The Outcome object behind JSON output, /readyz and the webhook carries no URL query."""
+    from allowlist_sync.azure.feed import SourceInfo
+    from allowlist_sync.logs import register_url
+    from allowlist_sync.outcome import Outcome
+
+    url = f"https://mirror.example.com/ServiceTags_Public_20251028.json?sig={SIGNATURE}"
+    register_url(url)
+    outcome = Outcome(status="failed", dry_run=False, source=SourceInfo(kind="url", location=url))
+    data = outcome.to_json()
+    assert SIGNATURE not in json.dumps(data)
+    assert data["source"]["url"].endswith(".json?<redacted>")
