@@ -172,6 +172,9 @@ def check_url_parts(url: str, *, show: bool = True) -> None:
     Messages show the URL only as `display_url` does (no credentials, no query), and not at
     all with `show=False` (a webhook URL is a secret as a whole).
     """
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        # urlsplit would silently drop a tab or a line break; a URL never holds one.
+        raise ValueError("must not contain whitespace or control characters")
     try:
         parts = urlsplit(url)
         port = parts.port

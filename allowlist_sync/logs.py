@@ -112,8 +112,7 @@ def scrub(value: Any) -> Any:
         return redact(value)
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if str(k).lower() in _SENSITIVE_KEYS else scrub(v)
-            for k, v in value.items()
+            k: REDACTED if str(k).lower() in _SENSITIVE_KEYS else scrub(v) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
         return [scrub(v) for v in value]

@@ -137,6 +137,9 @@ def test_empty_token_beside_a_token_file_counts_as_unset(
         ("ALLOWLIST_SYNC_PUSHGATEWAY_URL", "http://push:123456", "PUSHGATEWAY_URL"),
         ("ALLOWLIST_SYNC_WEBHOOK_URL", "https://hooks.example.com:99999/x", "WEBHOOK_URL"),
         ("ALLOWLIST_SYNC_HEALTH_PORT", "65536", "ALLOWLIST_SYNC_HEALTH_PORT"),
+        ("ALLOWLIST_SYNC_SOURCE_URL", "https://exa\tmple.com/f.json", "whitespace or control"),
+        ("ALLOWLIST_SYNC_PUSHGATEWAY_URL", "http://push/\nx", "whitespace or control"),
+        ("DBT_CLOUD_HOST_URL", "https://cloud .getdbt.com", "DBT_CLOUD_HOST_URL: must not"),
     ],
 )
 def test_bad_value_is_refused_in_one_line(
