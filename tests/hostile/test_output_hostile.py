@@ -168,6 +168,7 @@ def test_add_only_with_nothing_extra_still_says_exactly(
     )
     assert result.code == 0
     assert f"The rule holds exactly the desired {len(PUBLISHED)} CIDRs." in result.stdout
+    assert store.write_count() == 0 and TOKEN not in result.stdout + result.stderr
 
 
 @pytest.mark.parametrize("port", ["99999", "-1", "eighty"])
