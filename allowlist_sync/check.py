@@ -19,7 +19,7 @@ from allowlist_sync.crontab import cron_trigger
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.rules import find_owned_rule, rule_set_enabled
 from allowlist_sync.errors import AllowlistSyncError, ExitCode
-from allowlist_sync.logs import REDACTED, get_logger, redact, register_secret
+from allowlist_sync.logs import REDACTED, display_url, get_logger, redact, register_secret
 
 log = get_logger(__name__)
 
@@ -31,6 +31,8 @@ def effective_settings(settings: Settings) -> dict[str, Any]:
         value = getattr(settings, name)
         if isinstance(value, SecretStr):
             value = REDACTED
+        elif isinstance(value, str) and name.endswith(("_url", "_base")):
+            value = display_url(value)
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, list):

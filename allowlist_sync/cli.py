@@ -24,6 +24,17 @@ if TYPE_CHECKING:
 EXIT_USAGE = 64  # also ExitCode.USAGE; argparse runs before anything heavy is imported
 
 
+def _port(text: str) -> int:
+    """An argparse type: a TCP port, 0 (any free port) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port (0-65535; 0: any free port)")
+    return port
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -75,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "emulator", help="run a local emulator of the dbt IP-restriction API"
     )
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=8000)
+    emulator.add_argument("--port", type=_port, default=8000, help="0: any free port")
     emulator.add_argument("--account-id", type=int, default=None)
     emulator.add_argument(
         "--page-size", type=int, default=100, help="largest page the list endpoint returns"
@@ -132,18 +143,42 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "check":
             return _check(args)
     except KeyboardInterrupt:
+        _json_failure(args, "interrupted", "interrupted")
         return 130
     except ConfigError as exc:
         from allowlist_sync import logs
 
         logs.get_logger(__name__).error("config_invalid", error=str(exc))
+        _json_failure(args, exc.kind, str(exc))
         return int(exc.exit_code)
-    except Exception:  # a bug: one redacted log event with the traceback, never a bare dump
+    except Exception as exc:  # a bug: one redacted log event with the traceback, never a dump
         from allowlist_sync import logs
 
         logs.get_logger(__name__).exception("internal_error", command=args.command)
+        _json_failure(args, "internal", f"internal error: {type(exc).__name__}: {exc}")
         return 1
     raise AssertionError(args.command)  # pragma: no cover
+
+
+def _json_failure(args: argparse.Namespace, kind: str, message: str) -> None:
+    """`--output json` promises one JSON object on stdout for every exit: print it if not yet."""
+    if getattr(args, "output", None) != "json" or getattr(args, "json_written", False):
+        return
+    from allowlist_sync.logs import redact
+
+    error = {"kind": kind, "message": message.splitlines()[0] if message else kind}
+    report: dict[str, object] = {"ok": False, "error": error}
+    if args.command == "check":
+        if kind == "config":
+            report["config"] = {"ok": False, "error": error}
+    else:
+        from allowlist_sync.outcome import Outcome
+
+        report = Outcome(status="failed", dry_run=bool(getattr(args, "dry_run", False))).to_json()
+        report["error"] = error
+    sys.stdout.write(redact(json.dumps(report)) + "\n")
+    sys.stdout.flush()
+    args.json_written = True
 
 
 def _configure_logs_from_env() -> None:
@@ -170,8 +205,7 @@ def _load_settings() -> Settings:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from allowlist_sync.errors import ConfigError
-    from allowlist_sync.outcome import Outcome
+    from allowlist_sync.config import check_source_url
     from allowlist_sync.render import (
         render_outcome_json,
         render_outcome_text,
@@ -179,14 +213,9 @@ def _sync(args: argparse.Namespace) -> int:
     )
     from allowlist_sync.sync import RunOptions, run_once
 
-    try:
-        settings = _load_settings()
-    except ConfigError as exc:
-        if args.output == "json":
-            render_outcome_json(
-                Outcome(status="failed", dry_run=args.dry_run, error=exc), sys.stdout
-            )
-        raise
+    settings = _load_settings()
+    if args.source_url is not None:
+        check_source_url(args.source_url)
 
     def show_plan(plan: Plan, feed: Feed, current: Rule | None) -> None:
         render_plan_text(plan, feed, current, sys.stdout)
@@ -205,17 +234,19 @@ def _sync(args: argparse.Namespace) -> int:
         from allowlist_sync.report import Reporter
 
         Reporter(settings).report(outcome)
+    code = int(outcome.exit_code(detailed=args.detailed_exitcode))
     if args.output == "json":
         render_outcome_json(outcome, sys.stdout)
+        args.json_written = True
     else:
         render_outcome_text(outcome, sys.stdout)
-    return int(outcome.exit_code(detailed=args.detailed_exitcode))
+    return code
 
 
 def _emulator(args: argparse.Namespace) -> int:
     from allowlist_sync.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, serve_forever
 
-    serve_forever(
+    return serve_forever(
         host=args.host,
         port=args.port,
         account_id=args.account_id or DEFAULT_ACCOUNT_ID,
@@ -224,7 +255,6 @@ def _emulator(args: argparse.Namespace) -> int:
         enforce=args.enforce,
         caller_ip=args.caller_ip,
     )
-    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -235,13 +265,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from allowlist_sync.check import run_check
-    from allowlist_sync.errors import ConfigError
 
-    try:
-        settings = _load_settings()
-    except ConfigError as exc:
-        if args.output == "json":
-            error = {"kind": exc.kind, "message": str(exc)}
-            print(json.dumps({"ok": False, "config": {"ok": False, "error": error}}))
-        raise
-    return run_check(settings, sys.stdout, output=args.output)
+    code = run_check(_load_settings(), sys.stdout, output=args.output)
+    args.json_written = True
+    return code

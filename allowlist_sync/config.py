@@ -2,11 +2,20 @@
 
 The service token is a `SecretStr` from `DBT_CLOUD_TOKEN` or the file named by
 `DBT_CLOUD_TOKEN_FILE` (a Kubernetes Secret mount); it is never part of a repr or an error.
+
+Configuration is strict, because a setting that is silently ignored is a safety setting that
+does not apply: an unknown `ALLOWLIST_SYNC_*` variable, a token with a stray character, a URL
+carrying credentials, a non-finite duration or an extra CIDR outside the feed scope is a
+one-line error (exit 78) that names the variable and never echoes a secret. An empty value
+counts as unset, as in an `.env` file with the line left blank.
 """
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,9 +30,10 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from allowlist_sync.cidrs import scope_problem
 from allowlist_sync.dbt.connection import Connection
 from allowlist_sync.errors import ConfigError
-from allowlist_sync.logs import register_secret
+from allowlist_sync.logs import display_url, register_secret, register_url
 from allowlist_sync.retries import RetryPolicy
 
 DEFAULT_HOST_URL = "https://cloud.getdbt.com"
@@ -39,22 +49,111 @@ CLOUDS = ("Public", "AzureGovernment", "China")
 
 CommaList = Annotated[list[str], NoDecode]
 
-#: Field name -> the environment variable a user sets, for error messages.
-_DBT_ENV = {
-    "account_id": "DBT_CLOUD_ACCOUNT_ID",
-    "token": "DBT_CLOUD_TOKEN",
-    "token_file": "DBT_CLOUD_TOKEN_FILE",
-    "host_url": "DBT_CLOUD_HOST_URL",
-    "max_feed_age_days": "ALLOWLIST_SYNC_MAX_FEED_AGE",
-}
 ENV_PREFIX = "ALLOWLIST_SYNC_"
+#: `ALLOWLIST_SYNC_*` variables that are valid although no Settings field reads them: the
+#: emulator's token, the container test switches, and the config file setting to come.
+OTHER_ENV_NAMES = frozenset(
+    {
+        "ALLOWLIST_SYNC_EMULATOR_TOKEN",
+        "ALLOWLIST_SYNC_CONFIG",
+        "ALLOWLIST_SYNC_CONTAINER_TESTS",
+        "ALLOWLIST_SYNC_IMAGE",
+    }
+)
+#: The largest token file read; a Secret mount holds a few dozen bytes.
+MAX_TOKEN_FILE_BYTES = 64 * 1024
+_BOM = "\ufeff"
 
 
 def env_name(field: str) -> str:
-    """The environment variable that sets a settings field."""
-    if field in _DBT_ENV.values():
+    """The environment variable that sets a settings field (a variable name is returned as is)."""
+    info = Settings.model_fields.get(field)
+    if info is None:
         return field
-    return _DBT_ENV.get(field, ENV_PREFIX + field.upper())
+    alias = info.validation_alias
+    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
+
+
+def setting_env_names() -> frozenset[str]:
+    """Every environment variable this program reads, derived from the Settings fields."""
+    return frozenset(env_name(field) for field in Settings.model_fields) | OTHER_ENV_NAMES
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One problem per set `ALLOWLIST_SYNC_*` variable that no setting reads, with a suggestion."""
+    valid = setting_env_names()
+    # Suggestions compare the part after the prefix, so `ALLOWLIST_SYNC_TOKEN` can point at
+    # DBT_CLOUD_TOKEN as well as `ALLOWLIST_SYNC_RULENAME` at ALLOWLIST_SYNC_RULE_NAME.
+    stems = {name.removeprefix(ENV_PREFIX).removeprefix("DBT_CLOUD_"): name for name in valid}
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()  # pydantic-settings reads variables case-insensitively
+        if not upper.startswith(ENV_PREFIX) or upper in valid or environ[name] == "":
+            continue
+        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), list(stems), n=1)
+        hint = f"; did you mean {stems[close[0]]}?" if close else ""
+        problems.append(f"{name}: no such setting{hint}")
+    return problems
+
+
+def _token_char_problem(char: str) -> str | None:
+    if char in "\r\n":
+        return "a line break"
+    if char.isspace():
+        return "whitespace"
+    if ord(char) < 0x20 or ord(char) == 0x7F:
+        return "a control character"
+    if ord(char) > 0x7E:
+        return "a non-ASCII character"
+    return None
+
+
+def clean_token(raw: str) -> str:
+    """`raw` without a leading BOM and one trailing line end; ValueError for anything else.
+
+    A token is printable ASCII without spaces; the error names the position, never the value.
+    """
+    text = raw.removeprefix(_BOM)
+    text = text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+    if not text:
+        raise ValueError("is empty")
+    for position, char in enumerate(text, start=1):
+        problem = _token_char_problem(char)
+        if problem is not None:
+            raise ValueError(
+                f"character {position} is {problem}; a token is printable ASCII without "
+                "spaces (only a leading BOM and one final line end are stripped)"
+            )
+    return text
+
+
+def read_token_file(path: Path) -> str:
+    """The token held in `path`; ConfigError naming the file and the problem, never the value."""
+    where = f"DBT_CLOUD_TOKEN_FILE {path}"
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(
+            f"invalid configuration: DBT_CLOUD_TOKEN_FILE: cannot read {path}: {exc.strerror}"
+        ) from None
+    if len(data) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(
+            f"invalid configuration: {where}: over {MAX_TOKEN_FILE_BYTES} bytes, not a token file"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8", errors="replace").removeprefix(_BOM)
+        raise ConfigError(
+            f"invalid configuration: {where}: character {len(before) + 1} is not UTF-8; "
+            "a token is printable ASCII"
+        ) from None
+    register_secret(text.strip())  # a stray character must not let the rest be printed
+    try:
+        return clean_token(text)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {where}: {exc}") from None
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -69,15 +168,33 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
-def check_http_url(url: str, *, show: bool = True) -> None:
-    """Raise ValueError unless `url` is https, or plain http to a loopback host.
+def check_url_parts(url: str, *, show: bool = True) -> None:
+    """Raise ValueError unless `url` is http(s) with a host, a valid port and no user-info.
 
-    `show=False` keeps the URL out of the message (a webhook URL carries a token).
+    Messages show the URL only as `display_url` does (no credentials, no query), and not at
+    all with `show=False` (a webhook URL is a secret as a whole).
     """
-    parts = urlsplit(url)
+    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
+        # urlsplit would silently drop a tab or a line break; a URL never holds one.
+        raise ValueError("must not contain whitespace or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ValueError("is not a valid URL (check the host and the port, 1-65535)") from None
+    shown = f"{display_url(url)!r} " if show else ""
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{url!r} is not an http(s) URL" if show else "is not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        raise ValueError(f"{shown}is not an http(s) URL")
+    if "@" in parts.netloc:
+        raise ValueError("must not carry user-info (user:password@); the token is its own setting")
+    if port == 0:
+        raise ValueError("has port 0; a port is 1-65535")
+
+
+def check_http_url(url: str, *, show: bool = True) -> None:
+    """Raise ValueError unless `url` is https, or plain http to a loopback host (see above)."""
+    check_url_parts(url, show=show)
+    if urlsplit(url).scheme == "http" and not is_loopback_host(urlsplit(url).hostname):
         raise ValueError("must use https (plain http is allowed only for loopback hosts)")
 
 
@@ -109,10 +226,12 @@ class Settings(BaseSettings):
         populate_by_name=True,
         extra="ignore",
         frozen=True,
+        env_ignore_empty=True,  # `VAR=` in an .env file means "not set"
+        allow_inf_nan=False,  # every duration and fraction is a finite number
     )
 
     # --- the dbt platform account (Terraform provider names) ---
-    account_id: int = Field(gt=0, validation_alias="DBT_CLOUD_ACCOUNT_ID")
+    account_id: int = Field(gt=0, lt=2**63, validation_alias="DBT_CLOUD_ACCOUNT_ID")
     token: SecretStr | None = Field(default=None, validation_alias="DBT_CLOUD_TOKEN")
     token_file: Path | None = Field(default=None, validation_alias="DBT_CLOUD_TOKEN_FILE")
     host_url: str = Field(default=DEFAULT_HOST_URL, validation_alias="DBT_CLOUD_HOST_URL")
@@ -191,6 +310,40 @@ class Settings(BaseSettings):
     def _comma_list(cls, value: Any) -> Any:
         return _split_commas(value)
 
+    @field_validator("account_id", mode="before")
+    @classmethod
+    def _plain_integer(cls, value: Any) -> Any:
+        # pydantic would take `4242.0` and `4_242`; an id is digits, nothing else.
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError("must be a plain positive integer such as 12345")
+        if isinstance(value, str):
+            text = value.strip()
+            if not (text.isascii() and text.isdigit()):
+                raise ValueError("must be a plain positive integer such as 12345")
+            return int(text)
+        return value
+
+    @field_validator("token", mode="before")
+    @classmethod
+    def _token(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if text is None or text == "":
+            return None
+        if not isinstance(text, str):
+            raise ValueError("must be a string")
+        register_secret(text)  # before anything can go wrong and be printed
+        register_secret(text.strip())
+        return SecretStr(clean_token(text))
+
+    @field_validator("rule_name", "rule_description", "pushgateway_job")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+            raise ValueError("must not hold control characters (line breaks, tabs, ...)")
+        return value
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:
@@ -223,7 +376,9 @@ class Settings(BaseSettings):
         check_http_url(url)
         parts = urlsplit(url)
         if parts.query or parts.fragment or parts.path not in ("",):
-            raise ValueError(f"{value!r} must be a bare host URL such as {DEFAULT_HOST_URL}")
+            raise ValueError(
+                f"{display_url(value)!r} must be a bare host URL such as {DEFAULT_HOST_URL}"
+            )
         return url
 
     @field_validator("max_feed_age_days", mode="before")
@@ -277,10 +432,9 @@ class Settings(BaseSettings):
     @field_validator("pushgateway_url")
     @classmethod
     def _pushgateway_url(cls, value: str | None) -> str | None:
+        # Plain http stays allowed: an in-cluster Pushgateway rarely has TLS.
         if value is not None:
-            parts = urlsplit(value)
-            if parts.scheme not in ("https", "http") or not parts.hostname:
-                raise ValueError("is not an http(s) URL")
+            check_url_parts(value)
         return value
 
     @field_validator("webhook_url", mode="before")
@@ -309,24 +463,29 @@ class Settings(BaseSettings):
             raise ValueError("set DBT_CLOUD_TOKEN or DBT_CLOUD_TOKEN_FILE, not both")
         if self.token is None and self.token_file is None:
             raise ValueError("no service token: set DBT_CLOUD_TOKEN or DBT_CLOUD_TOKEN_FILE")
-        if self.token is not None and not self.token.get_secret_value().strip():
-            raise ValueError("DBT_CLOUD_TOKEN is empty")
+        return self
+
+    @model_validator(mode="after")
+    def _extra_cidrs_in_scope(self) -> Settings:
+        # Added networks obey the feed scope rule: configuration can never widen the rule
+        # beyond what a feed may. Excluding can never widen, so EXCLUDE_CIDRS stay free.
+        for text in self.extra_cidrs:
+            network = ipaddress.ip_network(text, strict=False)
+            problem = scope_problem(
+                network,
+                min_prefix_v4=self.min_prefix_length_ipv4,
+                min_prefix_v6=self.min_prefix_length_ipv6,
+            )
+            if problem is not None:
+                raise ValueError(f"ALLOWLIST_SYNC_EXTRA_CIDRS: {network} {problem}")
         return self
 
     def service_token(self) -> SecretStr:
         """The token, read from DBT_CLOUD_TOKEN_FILE when that is how it was given."""
         if self.token is not None:
-            return SecretStr(self.token.get_secret_value().strip())
+            return self.token
         assert self.token_file is not None
-        try:
-            text = self.token_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"DBT_CLOUD_TOKEN_FILE: cannot read {self.token_file}: {exc.strerror}"
-            ) from None
-        if not text:
-            raise ConfigError(f"DBT_CLOUD_TOKEN_FILE: {self.token_file} is empty")
-        return SecretStr(text)
+        return SecretStr(read_token_file(self.token_file))
 
     @property
     def reports_anywhere(self) -> bool:
@@ -375,21 +534,42 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: Any) -> Settings:
     """Build Settings from the environment plus overrides; any problem is one ConfigError line."""
+    unknown = unknown_variables(os.environ)
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(_describe(exc, unknown)) from None
+    if unknown:
+        raise ConfigError("invalid configuration: " + "; ".join(unknown))
     # Read the token now (an unreadable file fails here, not halfway through a run) and make
     # every secret known to the log redaction before anything can log or raise.
     register_secret(settings.service_token().get_secret_value())
     if settings.webhook_url is not None:
         register_secret(settings.webhook_url.get_secret_value())
+        register_url(settings.webhook_url.get_secret_value())
+    for url in (
+        settings.source_url,
+        settings.azure_details_url,
+        settings.azure_download_base,
+        settings.pushgateway_url,
+    ):
+        register_url(url)
     return settings
 
 
-def _describe(exc: ValidationError) -> str:
+def check_source_url(url: str, name: str = "--source-url") -> str:
+    """A source URL given outside Settings (the flag), checked like ALLOWLIST_SYNC_SOURCE_URL."""
+    try:
+        check_http_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"invalid configuration: {name}: {exc}") from None
+    register_url(url)
+    return url
+
+
+def _describe(exc: ValidationError, unknown: list[str]) -> str:
     """One line naming each bad variable; never echoes an input value (it may be the token)."""
-    problems = []
+    problems = list(unknown)
     for error in exc.errors(include_input=False, include_url=False):
         loc = [str(part) for part in error["loc"]]
         message = error["msg"].removeprefix("Value error, ")

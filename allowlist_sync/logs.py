@@ -1,48 +1,121 @@
 """structlog set-up: events with fields on stderr (JSON, or console on a tty), secrets scrubbed.
 
-Every secret the program learns (the service token) is registered with `register_secret`; the
-`redact` processor replaces it wherever it appears in an event, including inside exception text,
-and drops values of keys that name credentials outright.
+Every secret the program learns (the service token, the webhook URL) is registered with
+`register_secret`, and every configured URL with `register_url`, which makes its query string
+and fragment (a signed mirror's `sig=`, a webhook's `code=`) secret too. The `redact` processor
+replaces each of them wherever it appears in an event, including inside exception text, in the
+escaped forms a message may carry (repr, JSON, URL-encoded), and drops values of keys that name
+credentials outright. `display_url` is the form of a URL printed on purpose.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 import structlog
 
 REDACTED = "[REDACTED]"
+#: What stands for a URL's query or fragment: `https://host/f.json?<redacted>`.
+URL_PART_REDACTED = "<redacted>"
 _SENSITIVE_KEYS = frozenset({"token", "authorization", "password", "secret", "api_key"})
-_secrets: set[str] = set()
+#: Every form a secret may take in a message -> what replaces it; longest first when applied.
+_replacements: dict[str, str] = {}
+_ordered: list[tuple[str, str]] = []
+_MIN_SECRET = 4  # shorter values would scrub ordinary words out of every line
+
+
+def _escaped_forms(secret: str) -> Iterator[str]:
+    """The secret as it may appear inside a message: raw, repr- and JSON-escaped, URL-encoded."""
+    plain = {
+        secret,
+        repr(secret)[1:-1],
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+        quote(secret, safe=""),
+        quote_plus(secret, safe=""),
+        quote(secret, safe="/:@&=?#+,;$!*'()~"),
+        secret.encode("unicode_escape").decode("ascii"),
+    }
+    yield from plain
+    for form in plain:  # once more: an escaped message inside a JSON log line or a repr
+        yield json.dumps(form)[1:-1]
+        yield repr(form)[1:-1]
+
+
+def _register(value: str, replacement: str) -> None:
+    if not value or len(value) < _MIN_SECRET:
+        return
+    changed = False
+    for form in _escaped_forms(value):
+        if form and form not in _replacements:
+            _replacements[form] = replacement
+            changed = True
+    if changed:
+        _ordered[:] = sorted(_replacements.items(), key=lambda item: -len(item[0]))
 
 
 def register_secret(value: str) -> None:
-    """Remember a secret so that no log line or error message can carry it."""
-    if value and len(value) >= 4:
-        _secrets.add(value)
+    """Remember a secret so that no log line or error message can carry it, in any escaping."""
+    _register(value, REDACTED)
+
+
+def register_url(url: str | None) -> None:
+    """Make a URL's query string, fragment and any user-info secret (shown as `<redacted>`)."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return
+    for part in (parts.query, parts.fragment):
+        _register(part, URL_PART_REDACTED)
+    if parts.password:
+        _register(parts.password, REDACTED)
+    if "@" in parts.netloc:
+        _register(parts.netloc.rpartition("@")[0], REDACTED)
+
+
+def display_url(url: str) -> str:
+    """`url` as it may be printed: no user-info, the query and fragment as `<redacted>`."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return REDACTED
+    netloc = parts.netloc.rpartition("@")[2]
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            parts.path,
+            URL_PART_REDACTED if parts.query else "",
+            URL_PART_REDACTED if parts.fragment else "",
+        )
+    )
 
 
 def redact(text: str) -> str:
-    """`text` with every registered secret replaced by [REDACTED]."""
-    for secret in _secrets:
+    """`text` with every registered secret replaced by [REDACTED] (URL parts by <redacted>)."""
+    for secret, replacement in _ordered:
         if secret in text:
-            text = text.replace(secret, REDACTED)
+            text = text.replace(secret, replacement)
     return text
 
 
-def _scrub(value: Any) -> Any:
+def scrub(value: Any) -> Any:
+    """`value` (strings, mappings, lists, exceptions, nested) with every secret redacted."""
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, Mapping):
         return {
-            k: REDACTED if str(k).lower() in _SENSITIVE_KEYS else _scrub(v)
-            for k, v in value.items()
+            k: REDACTED if str(k).lower() in _SENSITIVE_KEYS else scrub(v) for k, v in value.items()
         }
     if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
+        return [scrub(v) for v in value]
     if isinstance(value, BaseException):
         return redact(f"{type(value).__name__}: {value}")
     return value
@@ -56,7 +129,7 @@ def redact_processor(
         if key.lower() in _SENSITIVE_KEYS:
             event_dict[key] = REDACTED
         else:
-            event_dict[key] = _scrub(event_dict[key])
+            event_dict[key] = scrub(event_dict[key])
     return event_dict
 
 

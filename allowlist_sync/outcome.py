@@ -9,6 +9,7 @@ from allowlist_sync import __version__
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.cidrs import sorted_networks
 from allowlist_sync.errors import AllowlistSyncError, ExitCode
+from allowlist_sync.logs import scrub
 from allowlist_sync.plan import Plan
 
 Status = Literal["in_sync", "changes_pending", "applied", "refused", "failed"]
@@ -44,9 +45,9 @@ class Outcome:
         return ExitCode.OK
 
     def to_json(self) -> dict[str, Any]:
-        """The `--output json` object."""
+        """The `--output json` object (also /readyz and the webhook), every secret redacted."""
         plan = self.plan
-        return {
+        data: dict[str, Any] = {
             "status": self.status,
             "dry_run": self.dry_run,
             "add": [str(n) for n in sorted_networks(plan.add)] if plan else [],
@@ -80,3 +81,7 @@ class Outcome:
             "warnings": self.warnings,
             "version": __version__,
         }
+        # A signed source URL's query, a secret in an error message: redacted at the source,
+        # so no consumer of this object (JSON output, /readyz, the webhook) can print them.
+        scrubbed: dict[str, Any] = scrub(data)
+        return scrubbed

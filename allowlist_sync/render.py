@@ -23,18 +23,30 @@ def describe_source(source: SourceInfo) -> str:
     return f"{source.kind} {source.location} ({', '.join(facts)})"
 
 
+def holds(plan: Plan) -> str:
+    """What an unchanged rule holds, truthfully: add-only keeps entries the feed dropped."""
+    desired = len(plan.desired)
+    kept_extra = len(plan.keep) - (desired - len(plan.add))
+    if plan.mode == "add-only" and kept_extra > 0:
+        return (
+            f"The rule holds the desired {desired} CIDRs plus {kept_extra} no longer desired, "
+            "kept by add-only mode."
+        )
+    return f"The rule holds exactly the desired {desired} CIDRs."
+
+
 def render_plan_text(plan: Plan, feed: Feed, current: Rule | None, out: TextIO) -> None:
     """Write the plan as + / - lines and a summary line."""
     target = "(new rule)" if plan.creates_rule else f"(id {plan.rule_id})"
     out.write(f"Rule {plan.rule_name!r} {target}\n")
-    out.write(f"Source: {describe_source(feed.source)}\n")
+    out.write(f"Source: {redact(describe_source(feed.source))}\n")
     tags = ", ".join(f"{t}: {len(p)} prefixes" for t, p in feed.prefixes.items())
     out.write(f"Desired: {len(plan.desired)} CIDRs from {tags}\n")
     if current is not None:
         out.write(f"Current: {plan.current_count} CIDRs\n")
     out.write("\n")
     if not plan.has_changes:
-        out.write(f"No changes. The rule holds exactly the desired {len(plan.desired)} CIDRs.\n")
+        out.write(f"No changes. {holds(plan)}\n")
         return
     if plan.creates_rule:
         out.write(f"  + rule {plan.rule_name!r} (allow)\n")

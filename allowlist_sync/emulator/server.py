@@ -314,13 +314,24 @@ def serve_forever(
     *,
     quiet: bool = False,
     stop: threading.Event | None = None,
-) -> None:
-    """Run the emulator until SIGINT/SIGTERM (or `stop` is set), printing the env to export."""
+) -> int:
+    """Run the emulator until SIGINT/SIGTERM (or `stop` is set), printing the env to export.
+
+    Returns the exit code: 0 after a clean stop, 1 when the address cannot be bound (one line
+    on stderr, no traceback: a port in use is a user's everyday mistake).
+    """
     # Resolved at call time (not as a default) so a redirected sys.stdout is honoured.
     out = out if out is not None else sys.stdout
     store = EmulatorStore(
         account_id, token, max_page_size=max_page_size, enforce=enforce, caller_ip=caller_ip
     )
+    server = EmulatorServer(store, host=host, port=port, quiet=quiet)
+    try:
+        server.start()
+    except (OSError, OverflowError) as exc:  # in use, no such address, port out of range
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        print(f"emulator: cannot listen on {host} port {port}: {reason}", file=sys.stderr)
+        return 1
     stop_event = stop if stop is not None else threading.Event()
     previous: dict[signal.Signals, Any] = {}
     # Signal handlers can only be installed from the main thread; elsewhere use `stop`.
@@ -328,23 +339,24 @@ def serve_forever(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda _signum, _frame: stop_event.set())
     try:
-        with EmulatorServer(store, host=host, port=port, quiet=quiet) as server:
-            print(f"export DBT_CLOUD_HOST_URL={server.url}", file=out)
-            print(f"export DBT_CLOUD_ACCOUNT_ID={account_id}", file=out)
-            print(f"export DBT_CLOUD_TOKEN={shlex.quote(token)}", file=out)
-            out.flush()
-            if not quiet:
-                print(
-                    f"emulator: listening on {server.url} (state: {server.url}/_emulator/state);"
-                    " Ctrl-C to stop",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            # A timed wait keeps the main thread responsive to signals on every platform.
-            while not stop_event.wait(0.2):
-                pass
+        print(f"export DBT_CLOUD_HOST_URL={server.url}", file=out)
+        print(f"export DBT_CLOUD_ACCOUNT_ID={account_id}", file=out)
+        print(f"export DBT_CLOUD_TOKEN={shlex.quote(token)}", file=out)
+        out.flush()
+        if not quiet:
+            print(
+                f"emulator: listening on {server.url} (state: {server.url}/_emulator/state);"
+                " Ctrl-C to stop",
+                file=sys.stderr,
+                flush=True,
+            )
+        # A timed wait keeps the main thread responsive to signals on every platform.
+        while not stop_event.wait(0.2):
+            pass
     finally:
+        server.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not quiet:
         print("emulator: stopped", file=sys.stderr, flush=True)
+    return 0

@@ -152,3 +152,36 @@ def test_unrelated_variables_are_not_read(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("token", "x" * 10)
     with pytest.raises(ConfigError, match="no service token"):
         load_settings()
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (" " + TOKEN, "character 1 is whitespace"),
+        (TOKEN + " ", "character 30 is whitespace"),
+        (TOKEN[:5] + "\x07" + TOKEN[5:], "character 6 is a control character"),
+        (TOKEN[:5] + "\u200b" + TOKEN[5:], "character 6 is a non-ASCII character"),
+        (TOKEN + "\r", "character 30 is a line break"),
+        ("\n", "is empty"),
+    ],
+)
+def test_token_variable_rules(raw: str, message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DBT_CLOUD_TOKEN must be printable ASCII without spaces; the error gives the position only."""
+    monkeypatch.setenv("DBT_CLOUD_TOKEN", raw)
+    with pytest.raises(ConfigError, match=f"DBT_CLOUD_TOKEN: {message}") as info:
+        load_settings()
+    assert TOKEN[5:] not in str(info.value)
+
+
+def test_token_variable_loses_bom_and_one_line_end(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A leading BOM and one final line end are stripped from DBT_CLOUD_TOKEN."""
+    monkeypatch.setenv("DBT_CLOUD_TOKEN", "\ufeff" + TOKEN + "\r\n")
+    assert load_settings().service_token().get_secret_value() == TOKEN
+
+
+def test_empty_values_count_as_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`VAR=` leaves every setting at its default, as if the line were absent."""
+    for name in ("ALLOWLIST_SYNC_MODE", "ALLOWLIST_SYNC_HTTP_TIMEOUT", "DBT_CLOUD_HOST_URL"):
+        monkeypatch.setenv(name, "")
+    s = load_settings()
+    assert s.mode == "sync" and s.http_timeout == 30.0 and s.host_url == DEFAULT_HOST_URL

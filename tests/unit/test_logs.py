@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from urllib.parse import quote, quote_plus
 
 from allowlist_sync import logs
 
@@ -65,3 +66,50 @@ def test_console_format_is_one_line_per_event() -> None:
     logs.get_logger("t").info("plan", add=2)
     assert "plan" in stream.getvalue() and "add" in stream.getvalue()
     assert len(stream.getvalue().strip().splitlines()) == 1
+
+
+def test_escaped_forms_of_a_secret_are_redacted() -> None:
+    """A secret is caught in its repr, JSON-escaped and URL-encoded forms, not only raw."""
+    secret = "dbtc_two\nlines\x00and/é+more"
+    logs.register_secret(secret)
+    for shown in (
+        secret,
+        repr(secret),
+        json.dumps(secret),
+        json.dumps(secret, ensure_ascii=False),
+        json.dumps(repr(secret)),
+        quote(secret, safe=""),
+        quote_plus(secret),
+    ):
+        assert "lines" not in logs.redact(f"error near {shown} here"), shown
+
+
+def test_register_url_redacts_query_and_fragment() -> None:
+    """A registered URL's query and fragment become `<redacted>` wherever they appear."""
+    url = "https://mirror.example.com/f.json?sv=2024&sig=SIGNATUREvalue#fragSECRET"
+    logs.register_url(url)
+    assert logs.redact(f"GET {url} failed") == (
+        "GET https://mirror.example.com/f.json?<redacted>#<redacted> failed"
+    )
+    assert "SIGNATUREvalue" not in logs.redact(quote(url, safe=""))
+    assert "SIGNATUREvalue" not in logs.redact(json.dumps({"u": url.replace("/", "\\/")}))
+
+
+def test_display_url_drops_credentials_query_and_fragment() -> None:
+    """`display_url` keeps scheme, host, port and path only; marks what it hid."""
+    assert (
+        logs.display_url("https://u:pw@h.example:8443/a/b?x=1#y")
+        == "https://h.example:8443/a/b?<redacted>#<redacted>"
+    )
+    assert logs.display_url("https://h.example/a") == "https://h.example/a"
+    assert logs.display_url("http://[::1") == logs.REDACTED  # unparsable: shown as nothing
+
+
+def test_scrub_redacts_nested_values() -> None:
+    """`scrub` redacts secrets inside nested dicts and lists and drops credential keys."""
+    logs.register_secret(SECRET)
+    assert logs.scrub({"a": [f"x{SECRET}"], "password": "p", "n": 3}) == {
+        "a": [f"x{logs.REDACTED}"],
+        "password": logs.REDACTED,
+        "n": 3,
+    }
