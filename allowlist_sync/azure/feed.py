@@ -159,7 +159,12 @@ def parse_feed(
         raise FeedError("not a service-tags file (no 'values' list at the top level)", source=where)
     cloud = doc.get("cloud")
     change_number = doc.get("changeNumber")
-    if not isinstance(cloud, str) or not isinstance(change_number, int):
+    # bool is an int to Python; `"changeNumber": true` is no change number.
+    if (
+        not isinstance(cloud, str)
+        or not isinstance(change_number, int)
+        or isinstance(change_number, bool)
+    ):
         raise FeedError(
             "not a service-tags file (missing 'cloud' or integer 'changeNumber')", source=where
         )

@@ -5,6 +5,7 @@ It serves what allowlist-sync reads from Microsoft, at the same paths, on 127.0.
     /en-us/download/details.aspx?id=<id>     a details page shaped like Microsoft's: the file link
                                               sits inside a page script, as JSON with escapes
     /download/<folder>/ServiceTags_<Cloud>_YYYYMMDD.json   the direct-download files, by date
+    /mirror/<name>                            files of a mirror, without a dated name
 
 and has a switch for each way the real site has failed: blocked unless the client looks like a
 browser (403), the page down (500/404), a page without a link, a whole outage, bodies that are

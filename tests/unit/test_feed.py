@@ -87,6 +87,7 @@ def test_byte_order_mark_is_tolerated() -> None:
         (b"[1, 2]", "no 'values' list"),
         (b'{"values": []}', "missing 'cloud'"),
         (b'{"cloud": "Public", "changeNumber": "7", "values": []}', "changeNumber"),
+        (b'{"cloud": "Public", "changeNumber": true, "values": []}', "changeNumber"),
     ],
 )
 def test_bad_bodies_name_the_problem(body: bytes, message: str) -> None:
