@@ -398,10 +398,8 @@ def _from_cache(
     )
     if cached is None:
         raise FeedError(f"{nothing}, and there is no usable cached copy in {cache.directory}")
-    age = cached.entry.age(now)
-    limit = timedelta(days=settings.max_feed_age_days)
-    age_days = age.total_seconds() / 86400
-    if age > limit:
+    age_days = cached.entry.age(now).total_seconds() / 86400
+    if age_days > settings.max_feed_age_days:
         raise FeedError(
             f"{nothing}, and the cached copy ({cached.entry.url}, dated "
             f"{cached.entry.file_date or 'unknown'}) is {age_days:.1f} days old, over "

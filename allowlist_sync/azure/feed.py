@@ -129,9 +129,9 @@ def parse_http_date(value: str | None) -> datetime | None:
         return None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (TypeError, ValueError, IndexError, OverflowError):  # year 9999 at UTC-12, ...
         return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
 
 
 def too_large(limit: int, *, size: int | None = None) -> str:
@@ -236,21 +236,22 @@ def check_age(feed: Feed, *, now: datetime, max_age_days: float, fail: bool = Tr
         if fail:  # a file a person picked often has no date in its name: that is no news
             log.info("feed_age_unknown", kind=feed.source.kind, location=feed.source.location)
         return feed
-    age = now - published
-    days = round(age.total_seconds() / 86400, 1)
+    exact_days = (now - published).total_seconds() / 86400
+    days = round(exact_days, 1)
     when = f"{published:%Y-%m-%d}"
     if published > now + _FUTURE_SLACK:
         message = f"the feed is dated {when}, in the future: its age cannot be checked"
         log.warning("feed_dated_in_future", kind=feed.source.kind, published=published.isoformat())
         return replace(feed, warnings=(*feed.warnings, message))
     limit = f"ALLOWLIST_SYNC_MAX_FEED_AGE ({max_age_days:g} days)"
-    if fail and age > timedelta(days=max_age_days):
+    # Compared in days, not as timedeltas: a huge setting must not overflow.
+    if fail and exact_days > max_age_days:
         raise FeedError(
             f"the feed was published {when}, {days:g} days ago, over {limit}: Microsoft "
             "publishes weekly, so discovery or the source is stuck on an old file",
             source=feed.source.location,
         )
-    if age <= timedelta(days=STALE_AFTER_DAYS):
+    if exact_days <= STALE_AFTER_DAYS:
         return feed
     log.warning(
         "feed_stale",

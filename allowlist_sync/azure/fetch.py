@@ -64,9 +64,13 @@ class Fetched:
 
 
 def register_url_secrets(url: str) -> None:
-    """Make the query string and fragment of `url` secrets: signed URLs carry keys there."""
-    parts = urlsplit(url)
-    for part in (parts.query, parts.fragment):
+    """Make the query, fragment and password of `url` secrets: signed URLs carry keys there."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password or ""
+    except ValueError:  # an invalid URL is refused by check_url_allowed right after
+        return
+    for part in (parts.query, parts.fragment, password):
         register_secret(part)
         register_secret(unquote(part))
     # httpx may show the same query re-encoded in its own messages.
@@ -142,6 +146,8 @@ def _get_following(
                 return Fetched(
                     url=current, status_code=resp.status_code, body=body, headers=resp.headers
                 )
+        except httpx.InvalidURL as exc:  # a Location httpx cannot even send a request to
+            raise FeedError(f"refusing an invalid URL ({exc})", source=url) from None
         except httpx.TimeoutException:
             raise Transient("timed out") from None
         except httpx.TransportError as exc:

@@ -25,6 +25,7 @@ from allowlist_sync.azure.source import load_feed
 from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import FeedError
+from allowlist_sync.logs import redact
 from allowlist_sync.retries import RetryPolicy
 from tests.conftest import cli_env, emulator_settings, log_events, run_cli
 from tests.fakes.download_center import DownloadCenter, day, feed_body
@@ -36,8 +37,8 @@ CHUNK = 64 * 1024
 #: 159 MiB: the size of the body the servers below claim or stream.
 HUGE = 166_723_584
 
-#: A route answers (status, headers, body chunks); the handler writes them as they come.
-Route = Callable[[str], tuple[int, dict[str, str], Iterator[bytes]]]
+#: A route answers a path on a port with (status, headers, body chunks), written as they come.
+Route = Callable[[str, int], tuple[int, dict[str, str], Iterator[bytes]]]
 
 
 class Server:
@@ -52,7 +53,7 @@ class Server:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 server.paths.append(self.path)
-                status, headers, chunks = server.route(self.path)
+                status, headers, chunks = server.route(self.path, server.httpd.server_port)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -103,7 +104,7 @@ def fresh_headers(size: int) -> dict[str, str]:
     return {"Content-Length": str(size), "Last-Modified": modified}
 
 
-def hostile(path: str) -> tuple[int, dict[str, str], Iterator[bytes]]:
+def hostile(path: str, port: int) -> tuple[int, dict[str, str], Iterator[bytes]]:
     """The routes of a server that tries every trick on the redirect and size paths."""
     feed = feed_body()
     if path.startswith("/loop/"):
@@ -123,6 +124,12 @@ def hostile(path: str) -> tuple[int, dict[str, str], Iterator[bytes]]:
         return 302, {"Location": location, "Content-Length": "0"}, body(b"")
     if path == f"/blob/feed.json?{SIGNED_QUERY}":
         return 200, fresh_headers(len(feed)), body(feed)
+    if path == "/to-invalid":
+        location = "https://example.invalid/" + "a" * 70000  # longer than any URL httpx sends
+        return 302, {"Location": location, "Content-Length": "0"}, body(b"")
+    if path == "/with-password":
+        location = f"http://user:Pa55w0rdSECRET@127.0.0.1:{port}/gone.json"
+        return 302, {"Location": location, "Content-Length": "0"}, body(b"")
     if path == "/huge-declared":
         return 200, {"Content-Length": str(HUGE)}, endless(HUGE)
     if path == "/huge-streamed":  # no Content-Length: the body ends when the server closes
@@ -167,6 +174,38 @@ def test_redirect_to_plain_http_elsewhere_is_refused_unfetched(server: Server) -
     assert not isinstance(info.value, UnavailableError)  # discovery must stop, not move on
     assert "refusing a non-https URL" in str(info.value)
     assert transport.urls == [f"{server.url}/to-plain-http"]
+
+
+def test_redirect_to_an_invalid_url_is_a_feed_error(server: Server) -> None:
+    """A Location httpx cannot send to is a one-line FeedError, not a crash, and is not sent."""
+    transport = Recording()
+    with httpx.Client(transport=transport) as client, pytest.raises(FeedError) as info:
+        fetch(client, f"{server.url}/to-invalid", retry=RETRY, max_bytes=MAX_FEED_BYTES)
+    assert "Invalid URL in location header" in str(info.value) and "\n" not in str(info.value)
+    assert transport.urls == [f"{server.url}/to-invalid"]
+
+
+def test_url_httpx_cannot_send_is_refused_unsent() -> None:
+    """A URL with a control character (a details page can carry one) is refused, not a crash."""
+    transport = Recording()
+    with httpx.Client(transport=transport) as client, pytest.raises(FeedError) as info:
+        fetch(
+            client,
+            "https://download.example/\x00/ServiceTags_Public_20251027.json",
+            retry=RETRY,
+            max_bytes=MAX_FEED_BYTES,
+        )
+    assert "refusing an invalid URL" in str(info.value)
+    assert transport.urls == []
+
+
+def test_password_in_a_redirect_is_a_secret(server: Server) -> None:
+    """A hop carrying user:password has the password registered before anything shows it."""
+    with httpx.Client() as client, pytest.raises(FeedError) as info:
+        fetch(client, f"{server.url}/with-password", retry=RETRY, max_bytes=MAX_FEED_BYTES)
+    assert "HTTP 404" in str(info.value)
+    assert "Pa55w0rdSECRET" not in redact(str(info.value))
+    assert "user:[REDACTED]@127.0.0.1" in redact(str(info.value))
 
 
 @pytest.mark.parametrize("output", ["json", "text"])

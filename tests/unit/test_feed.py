@@ -254,7 +254,14 @@ def test_impossible_date_in_the_name_is_no_date() -> None:
 def test_http_date_parsing() -> None:
     """Last-Modified is read as an aware UTC datetime; garbage gives None."""
     assert parse_http_date("Mon, 27 Oct 2025 00:00:00 GMT") == datetime(2025, 10, 27, tzinfo=UTC)
-    for bad in (None, "", "yesterday", "Mon, 99 Oct 2025 00:00:00 GMT"):
+    for bad in (
+        None,
+        "",
+        "yesterday",
+        "Mon, 99 Oct 2025 00:00:00 GMT",
+        "Fri, 31 Dec 9999 23:59:59 -1200",  # past datetime.max once in UTC
+        "Mon, 27 Oct 2025 00:00:00 +9999",
+    ):
         assert parse_http_date(bad) is None
 
 
@@ -299,3 +306,9 @@ def test_date_in_the_future_warns() -> None:
     """A date more than a day ahead cannot be trusted for age: a warning says so."""
     feed = check_age(dated("29991231"), now=NOW, max_age_days=14)
     assert len(feed.warnings) == 1 and "in the future" in feed.warnings[0]
+
+
+def test_huge_maximum_age_does_not_overflow() -> None:
+    """A maximum age of a billion days is compared without overflowing: the feed passes."""
+    feed = check_age(dated("20000101"), now=NOW, max_age_days=1e12)
+    assert len(feed.warnings) == 1 and "days ago" in feed.warnings[0]
