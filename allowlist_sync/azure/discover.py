@@ -42,7 +42,7 @@ from allowlist_sync.azure.feed import (
 from allowlist_sync.azure.fetch import Fetched, UnavailableError, check_url_allowed, fetch
 from allowlist_sync.config import Settings
 from allowlist_sync.errors import FeedError
-from allowlist_sync.logs import get_logger
+from allowlist_sync.logs import get_logger, redact
 from allowlist_sync.retries import RetryPolicy
 
 log = get_logger(__name__)
@@ -130,7 +130,8 @@ def discover_feed(
         return _not_modified(found, cached, cache, now)
     info = SourceInfo(
         kind=found.kind,
-        location=found.fetched.url,
+        # Where the body came from after redirects: a signed hop's query stays out of output.
+        location=redact(found.fetched.url),
         file_date=found.file_date,
         published=parse_http_date(found.fetched.headers.get("last-modified")),
         fetched_at=now.isoformat(),

@@ -179,7 +179,12 @@ def parse_feed(
         # Exact name match: 'AzureActiveDirectory.ServiceEndpoint' is a different tag.
         if isinstance(entry, dict) and entry.get("name") in wanted:
             if entry["name"] in found:
-                raise FeedError(_listed_twice(entry["name"], doc["values"]), source=where)
+                times = sum(
+                    1
+                    for v in doc["values"]
+                    if isinstance(v, dict) and v.get("name") == entry["name"]
+                )
+                raise FeedError(_listed_twice(entry["name"], times), source=where)
             found[entry["name"]] = entry
 
     prefixes: dict[str, tuple[str, ...]] = {}
@@ -274,8 +279,7 @@ def check_age(feed: Feed, *, now: datetime, max_age_days: float, fail: bool = Tr
     return replace(feed, warnings=(*feed.warnings, message))
 
 
-def _listed_twice(tag: str, values: list[Any]) -> str:
-    times = sum(1 for v in values if isinstance(v, dict) and v.get("name") == tag)
+def _listed_twice(tag: str, times: int) -> str:
     return f"service tag {tag!r} is listed {times} times in the file (which one is right?)"
 
 
@@ -292,8 +296,7 @@ def _load_json(body: bytes, where: str, tags: Sequence[str]) -> Any:
     try:
         scanned = scan(body, tags)
     except DuplicateTagError as exc:
-        message = f"service tag {exc.tag!r} is listed {exc.times} times in the file"
-        raise FeedError(f"{message} (which one is right?)", source=where) from None
+        raise FeedError(_listed_twice(exc.tag, exc.times), source=where) from None
     if scanned is not None:
         values = list(scanned.entries.values())
         return {"cloud": scanned.cloud, "changeNumber": scanned.change_number, "values": values}

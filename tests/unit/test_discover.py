@@ -575,3 +575,27 @@ def test_cached_fallback_warns_with_its_age(make_settings: Callable[..., Setting
     assert feed.source.kind == "cache" and len(feed.warnings) == 1
     assert "6.4 days old" in feed.warnings[0] and "dated 20251024" in feed.warnings[0]
     assert "ALLOWLIST_SYNC_MAX_FEED_AGE (14 days)" in feed.warnings[0]
+
+
+def test_signed_redirect_of_a_discovered_file_stays_out_of_the_source(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A link redirecting to a signed CDN URL: the source names the CDN URL without its query."""
+    settings = mirror(make_settings)
+    url = file_url("20251027")
+    cdn = "https://cdn.example/blob/ServiceTags_Public_20251027.json?sv=1&sig=cdnSIGNATURE42"
+    site = Site(
+        {
+            PAGE: ok(page_with(url)),
+            url: httpx.Response(302, headers={"Location": cdn}),
+            cdn: ok(feed_body()),
+        }
+    )
+    feed = run_discovery(settings, site)
+    assert (
+        feed.source.location
+        == "https://cdn.example/blob/ServiceTags_Public_20251027.json?[REDACTED]"
+    )
+    assert feed.source.file_date == "20251027"
+    entry = FeedCache(settings.cache_dir).load("Public")  # type: ignore[arg-type]
+    assert entry is not None and entry.url == url  # the link, for the next conditional request
