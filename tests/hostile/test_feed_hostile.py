@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from allowlist_sync.azure.cache import FeedCache
 from allowlist_sync.azure.feed import MAX_FEED_BYTES
@@ -27,8 +28,9 @@ from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import redact
 from allowlist_sync.retries import RetryPolicy
-from tests.conftest import cli_env, emulator_settings, log_events, run_cli
-from tests.fakes.download_center import DownloadCenter, day, feed_body
+from allowlist_sync.sync import RunOptions, run_once
+from tests.conftest import cli_env, emulator_settings, run_cli
+from tests.fakes.download_center import DownloadCenter, day, feed_body, tag_prefixes
 
 RETRY = RetryPolicy(attempts=1, max_seconds=5, backoff=0)
 SECRET = "sig=Zm9vYmFyU0VDUkVUc2lnbmF0dXJl"
@@ -341,9 +343,9 @@ def test_tag_listed_twice_fails_the_run_before_the_target(
 
 
 def test_details_page_linking_an_older_file_does_not_roll_the_cache_back(
-    tmp_path: Path, emulator: EmulatorServer, store: EmulatorStore
+    tmp_path: Path, store: EmulatorStore, make_settings: Any
 ) -> None:
-    """A page linking an older file (lower changeNumber): the cache keeps the newer one."""
+    """A page linking an older file (lower changeNumber): the cache keeps and applies the newer."""
     cache_dir = tmp_path / "cache"
     with DownloadCenter() as center:
         newer = feed_body(change_number=400)
@@ -356,18 +358,20 @@ def test_details_page_linking_an_older_file_does_not_roll_the_cache_back(
         )
         assert cached is not None
         center.files = {day(5): feed_body(change_number=310, prefixes=["20.190.128.0/18"])}
-        argv = ("sync", "--output", "json")
-        env = {**center.env(), "ALLOWLIST_SYNC_CACHE_DIR": str(cache_dir)}
-        result = run_cli(*argv, env=cli_env(emulator, **env))
-    assert result.code == 0, result.stderr
-    out = result.json()
-    assert out["status"] == "applied"
+        settings = make_settings(
+            azure_details_url=center.details_url,
+            azure_download_base=center.download_base,
+            cache_dir=cache_dir,
+        )
+        with capture_logs() as logs:
+            outcome = run_once(settings, RunOptions())
+    out = outcome.to_json()
+    assert out["status"] == "applied", out["error"]
     assert (out["source"]["kind"], out["source"]["changeNumber"]) == ("cache", 400)
     assert any("changeNumber 310" in w and "changeNumber 400" in w for w in out["warnings"])
-    logged = [
-        e for e in log_events(result.stderr) if e["event"] == "discovered_file_older_than_cache"
-    ]
-    assert logged and logged[0]["level"] == "warning"
+    logged = [e for e in logs if e["event"] == "discovered_file_older_than_cache"]
+    assert logged and logged[0]["log_level"] == "warning"
     entry = FeedCache(cache_dir).load("Public")
     assert entry is not None and entry.body == newer and entry.file_date == day(2)
     assert store.write_count() == 1  # the newer file's ranges were applied, not the older one's
+    assert len(out["add"]) == len(set(tag_prefixes(newer)))
