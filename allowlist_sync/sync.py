@@ -179,11 +179,7 @@ def load_source(
         transport=transport,
     )
     outcome.source = feed.source
-    if feed.source.kind == "cache":
-        outcome.warnings.append(
-            "Microsoft's download center gave no file; using the cached copy dated "
-            f"{feed.source.file_date} (downloaded {feed.source.fetched_at})"
-        )
+    outcome.warnings.extend(feed.warnings)  # its age, a cached fallback, a rollback kept out
     log.info(
         "source_loaded",
         kind=feed.source.kind,

@@ -21,7 +21,7 @@ import os
 import re
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,17 +147,7 @@ class FeedCache:
         """Keep `body` as the last good file of `cloud`; None (and a warning) if it cannot be."""
         sha256 = hashlib.sha256(body).hexdigest()
         body_path = self.body_path(cloud, sha256)
-        meta = {
-            "format": CACHE_FORMAT,
-            "cloud": cloud,
-            "url": url,
-            "fileDate": file_date,
-            "sha256": sha256,
-            "size": len(body),
-            "fetchedAt": fetched_at.astimezone(UTC).isoformat(),
-            "etag": etag,
-            "lastModified": last_modified,
-        }
+        meta = _meta(cloud, url, file_date, sha256, len(body), fetched_at, etag, last_modified)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             write_atomically(body_path, body)
@@ -180,6 +170,41 @@ class FeedCache:
             body=body,
             path=body_path,
         )
+
+    def refresh(
+        self,
+        entry: CacheEntry,
+        *,
+        fetched_at: datetime,
+        etag: str | None,
+        last_modified: str | None,
+    ) -> CacheEntry | None:
+        """Record that `entry` was confirmed current (a 304): new fetchedAt and validators.
+
+        Only the metadata is rewritten; the body stays as it is. None (and a warning) if the
+        metadata cannot be written: the entry then keeps its older facts.
+        """
+        meta = _meta(
+            entry.cloud,
+            entry.url,
+            entry.file_date,
+            entry.sha256,
+            len(entry.body),
+            fetched_at,
+            etag,
+            last_modified,
+        )
+        try:
+            write_atomically(
+                self.meta_path(entry.cloud), orjson.dumps(meta, option=orjson.OPT_INDENT_2)
+            )
+        except OSError as exc:
+            log.warning(
+                "cache_write_failed", path=str(self.directory), error=exc.strerror or str(exc)
+            )
+            return None
+        log.info("cache_refreshed", url=entry.url, fetched_at=meta["fetchedAt"], etag=etag)
+        return replace(entry, fetched_at=fetched_at, etag=etag, last_modified=last_modified)
 
     def _remove_other_bodies(self, cloud: str, *, keep: Path) -> None:
         for old in self.directory.glob(f"ServiceTags_{cloud}.*.json"):
@@ -225,6 +250,29 @@ def default_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
         return Path(tempfile.mkdtemp(prefix=f"{APP_DIR}-"))
     except OSError:
         return fallback  # nothing is writable: loads find nothing, stores only warn
+
+
+def _meta(
+    cloud: str,
+    url: str,
+    file_date: str | None,
+    sha256: str,
+    size: int,
+    fetched_at: datetime,
+    etag: str | None,
+    last_modified: str | None,
+) -> dict[str, Any]:
+    return {
+        "format": CACHE_FORMAT,
+        "cloud": cloud,
+        "url": url,
+        "fileDate": file_date,
+        "sha256": sha256,
+        "size": size,
+        "fetchedAt": fetched_at.astimezone(UTC).isoformat(),
+        "etag": etag,
+        "lastModified": last_modified,
+    }
 
 
 def _check_meta(meta: Any, cloud: str) -> str | None:

@@ -12,7 +12,11 @@ found but is broken (HTML, truncated, wrong cloud, tag missing or empty, too lar
 with an error naming its URL: it is never replaced by older data, because it means something
 changed that a person must look at. `discover_feed` validates a download completely before it is
 used or cached; a request names the cached copy (ETag / Last-Modified) so an unchanged file is
-answered 304 and read from the cache instead.
+answered 304 and read from the cache instead (and the cache's fetchedAt / ETag are refreshed).
+
+The cache only moves forward: a download with a lower `changeNumber` than the cached file of the
+same cloud (a page linking an old file, a mirror serving last month's) never replaces it. The run
+then uses the cached, newer file and says so in a warning naming both changeNumbers.
 """
 
 from __future__ import annotations
@@ -28,11 +32,17 @@ import httpx
 
 from allowlist_sync.azure.cache import CacheEntry, FeedCache, default_cache_dir
 from allowlist_sync.azure.clouds import Cloud, cloud_named, details_url, download_base
-from allowlist_sync.azure.feed import MAX_FEED_BYTES, Feed, SourceInfo, parse_feed
+from allowlist_sync.azure.feed import (
+    MAX_FEED_BYTES,
+    Feed,
+    SourceInfo,
+    parse_feed,
+    parse_http_date,
+)
 from allowlist_sync.azure.fetch import Fetched, UnavailableError, check_url_allowed, fetch
 from allowlist_sync.config import Settings
 from allowlist_sync.errors import FeedError
-from allowlist_sync.logs import get_logger
+from allowlist_sync.logs import get_logger, redact
 from allowlist_sync.retries import RetryPolicy
 
 log = get_logger(__name__)
@@ -117,13 +127,13 @@ def discover_feed(
     if found is None:
         return _from_cache(cached, settings, cache, now)
     if found.not_modified and cached is not None:
-        log.info("feed_not_modified", url=found.url, cached=str(cached.entry.path))
-        source = replace(cached.feed.source, kind=found.kind, not_modified=True)
-        return replace(cached.feed, source=source)
+        return _not_modified(found, cached, cache, now)
     info = SourceInfo(
         kind=found.kind,
-        location=found.fetched.url,
+        # Where the body came from after redirects: a signed hop's query stays out of output.
+        location=redact(found.fetched.url),
         file_date=found.file_date,
+        published=parse_http_date(found.fetched.headers.get("last-modified")),
         fetched_at=now.isoformat(),
     )
     # Validated in full before anything uses or caches it; a broken file is an error, not a
@@ -131,6 +141,8 @@ def discover_feed(
     feed = parse_feed(
         found.fetched.body, source=info, tags=settings.service_tags, expected_cloud=cloud.name
     )
+    if cached is not None and cached.feed.change_number > feed.change_number:
+        return _keep_newer_cache(feed, cached)
     cache.store(
         cloud=cloud.name,
         url=found.url,
@@ -141,6 +153,41 @@ def discover_feed(
         last_modified=found.fetched.headers.get("last-modified"),
     )
     return feed
+
+
+def _not_modified(found: Discovered, cached: _Cached, cache: FeedCache, now: datetime) -> Feed:
+    """The cached copy, confirmed current by a 304; its metadata refreshed so it does not age."""
+    log.info("feed_not_modified", url=found.url, cached=str(cached.entry.path))
+    headers = found.fetched.headers
+    cache.refresh(
+        cached.entry,
+        fetched_at=now,
+        etag=headers.get("etag") or cached.entry.etag,
+        last_modified=headers.get("last-modified") or cached.entry.last_modified,
+    )
+    source = replace(
+        cached.feed.source, kind=found.kind, not_modified=True, fetched_at=now.isoformat()
+    )
+    return replace(cached.feed, source=source)
+
+
+def _keep_newer_cache(downloaded: Feed, cached: _Cached) -> Feed:
+    """A download older than the cached file: keep the cache, use it, and say so."""
+    old, new = downloaded.source, cached.feed.source
+    log.warning(
+        "discovered_file_older_than_cache",
+        kind=old.kind,
+        url=old.location,
+        change_number=old.change_number,
+        cached_url=new.location,
+        cached_change_number=new.change_number,
+    )
+    warning = (
+        f"the {old.kind.replace('_', ' ')} gave {old.location} with changeNumber "
+        f"{old.change_number}, older than the cached copy's changeNumber {new.change_number} "
+        f"({new.location}); the cached copy is kept and used (a rollback of the feed?)"
+    )
+    return replace(cached.feed, warnings=(*cached.feed.warnings, warning))
 
 
 def find_links(page: str, cloud: str, *, https_only: bool = False) -> list[tuple[str, str]]:
@@ -326,6 +373,7 @@ def _load_cached(cache: FeedCache, settings: Settings) -> _Cached | None:
         kind="cache",
         location=str(entry.path),
         file_date=entry.file_date,
+        published=parse_http_date(entry.last_modified),
         fetched_at=entry.fetched_at.isoformat(),
     )
     try:
@@ -351,10 +399,8 @@ def _from_cache(
     )
     if cached is None:
         raise FeedError(f"{nothing}, and there is no usable cached copy in {cache.directory}")
-    age = cached.entry.age(now)
-    limit = timedelta(days=settings.max_feed_age_days)
-    age_days = age.total_seconds() / 86400
-    if age >= limit:
+    age_days = cached.entry.age(now).total_seconds() / 86400
+    if age_days > settings.max_feed_age_days:
         raise FeedError(
             f"{nothing}, and the cached copy ({cached.entry.url}, dated "
             f"{cached.entry.file_date or 'unknown'}) is {age_days:.1f} days old, over "
@@ -369,4 +415,10 @@ def _from_cache(
         max_age_days=settings.max_feed_age_days,
         reason="Microsoft's details page and direct download path gave no file",
     )
-    return cached.feed
+    warning = (
+        f"Microsoft's download center gave no file; using the cached copy "
+        f"({cached.entry.url}, dated {cached.entry.file_date or 'unknown'}, downloaded "
+        f"{cached.entry.fetched_at.isoformat()}), {age_days:.1f} days old; runs fail once it is "
+        f"over ALLOWLIST_SYNC_MAX_FEED_AGE ({settings.max_feed_age_days:g} days)"
+    )
+    return replace(cached.feed, warnings=(*cached.feed.warnings, warning))

@@ -1,20 +1,24 @@
 """Download a service-tags file over HTTP: timeouts, bounded retries, a size limit, safe redirects.
 
 Redirects are followed by hand so each hop can be checked: only to https, or to a loopback host
-(test servers and local mirrors). A body over the size limit is cut off while streaming, never
-held in memory whole.
+(test servers and local mirrors). A hop's query string and fragment (a signed storage URL's
+`?sv=..&sig=..`) become secrets before anything can log or raise with that URL. A body over the
+size limit is refused by its Content-Length, or cut off while streaming, never held whole.
 """
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import httpx
 
 from allowlist_sync import __version__
+from allowlist_sync.azure.feed import too_large
 from allowlist_sync.config import check_http_url
 from allowlist_sync.errors import FeedError
+from allowlist_sync.logs import display_url, register_url
 from allowlist_sync.retries import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -59,12 +63,20 @@ class Fetched:
     headers: httpx.Headers
 
 
+def register_url_secrets(url: str) -> None:
+    """Make the query, fragment and user-info of `url` secrets: signed URLs carry keys there."""
+    register_url(url)
+    # httpx may show the same query re-encoded in its own messages.
+    with contextlib.suppress(httpx.InvalidURL):
+        register_url(str(httpx.URL(url)))
+
+
 def check_url_allowed(url: str) -> None:
-    """Raise FeedError unless `url` is https, or http to a loopback host."""
+    """Raise FeedError unless `url` is https (or http to a loopback host) with no user-info."""
     try:
-        check_http_url(url)
-    except ValueError:
-        raise FeedError("refusing a non-https URL", source=url) from None
+        check_http_url(url, show=False)
+    except ValueError as exc:
+        raise FeedError(f"refusing the URL: it {exc}", source=display_url(url)) from None
 
 
 def fetch(
@@ -77,6 +89,7 @@ def fetch(
     accept_statuses: frozenset[int] = frozenset({200}),
 ) -> Fetched:
     """GET `url` with retries on transient failures; raises FeedError on anything else."""
+    register_url_secrets(url)
     check_url_allowed(url)
     try:
         for attempt in retrying(retry, f"GET {url}"):
@@ -109,6 +122,7 @@ def _get_following(
             with client.stream("GET", current, headers={**BROWSER_HEADERS, **headers}) as resp:
                 if resp.is_redirect and "location" in resp.headers:
                     current = urljoin(current, resp.headers["location"])
+                    register_url_secrets(current)
                     check_url_allowed(current)
                     continue
                 if resp.status_code in RETRYABLE_STATUSES:
@@ -125,6 +139,8 @@ def _get_following(
                 return Fetched(
                     url=current, status_code=resp.status_code, body=body, headers=resp.headers
                 )
+        except httpx.InvalidURL as exc:  # a Location httpx cannot even send a request to
+            raise FeedError(f"refusing an invalid URL ({exc})", source=url) from None
         except httpx.TimeoutException:
             raise Transient("timed out") from None
         except httpx.TransportError as exc:
@@ -135,14 +151,15 @@ def _get_following(
 
 
 def _read_limited(resp: httpx.Response, max_bytes: int, url: str) -> bytes:
-    declared = resp.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise FeedError(f"body is {declared} bytes, over the {max_bytes}-byte limit", source=url)
+    declared = resp.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FeedError(too_large(max_bytes, size=int(declared)), source=url)
     chunks: list[bytes] = []
     size = 0
     for chunk in resp.iter_bytes():
         size += len(chunk)
         if size > max_bytes:
-            raise FeedError(f"body is over the {max_bytes}-byte limit", source=url)
+            # Only what was read so far is known, not the size: say no more than that.
+            raise FeedError(too_large(max_bytes), source=url)
         chunks.append(chunk)
     return b"".join(chunks)

@@ -7,9 +7,10 @@ its exact `{"name": "<tag>"` opening (a quote inside a JSON string is always esc
 text can only be a real object start, and the closing quote keeps look-alike tags out).
 
 It answers only for the layout Microsoft publishes: those two keys once each before `"values"`,
-`name` first in each entry, one entry per tag, and a document that closes its `values` array
-and itself at the very end (a truncated download does not). Anything else returns None and the
-caller parses the whole document, which then reports whatever is wrong.
+`name` first in each entry, and a document that closes its `values` array and itself at the very
+end (a truncated download does not). Anything else returns None and the caller parses the whole
+document, which then reports whatever is wrong. A selected tag whose entry appears twice (both
+openings decode as entries of that tag) raises DuplicateTagError: the full parse refuses it too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ _ENTRY_START = re.compile(rb'\{\s*"name"\s*:')
 # The last entry's `}`, then the values array's `]`, then the document's `}`: the schema has
 # no other place where an object closes right before an array does.
 _CLOSED = re.compile(rb"\}\s*\]\s*\}\s*\Z")
+
+
+class DuplicateTagError(ValueError):
+    """A selected tag has more than one entry in the file."""
+
+    def __init__(self, tag: str, times: int) -> None:
+        self.tag = tag
+        self.times = times
+        super().__init__(f"service tag {tag!r} is listed {times} times")
 
 
 @dataclass(frozen=True)
@@ -64,15 +74,25 @@ def scan(body: bytes, tags: Sequence[str]) -> Scanned | None:
 
 def _entry(body: bytes, start: int, tag: str) -> Any:
     opening = re.compile(rb'\{\s*"name"\s*:\s*"' + re.escape(tag.encode("utf-8")) + rb'"')
-    found = opening.search(body, start)
-    if found is None or opening.search(body, found.end()) is not None:
-        return None  # missing or listed twice: let the full parse report it
-    following = _ENTRY_START.search(body, found.end())
-    end = following.start() if following else _CLOSED.search(body, found.end())
+    openings = list(opening.finditer(body, start))
+    if not openings:
+        return None  # missing: let the full parse report it
+    entries = [_decode_at(body, found.start(), tag) for found in openings]
+    if len(openings) > 1:
+        if all(entry is not None for entry in entries):
+            raise DuplicateTagError(tag, len(openings))
+        return None  # a nested look-alike, or a layout we do not know: the full parse decides
+    return entries[0]
+
+
+def _decode_at(body: bytes, begin: int, tag: str) -> Any:
+    """The entry of `tag` opening at `begin`, up to the next entry or the end; else None."""
+    following = _ENTRY_START.search(body, begin + 1)
+    end = following.start() if following else _CLOSED.search(body, begin + 1)
     if end is None:
         return None
     stop = end if isinstance(end, int) else end.start() + 1
-    chunk = body[found.start() : stop].rstrip().rstrip(b",")
+    chunk = body[begin:stop].rstrip().rstrip(b",")
     try:
         entry = orjson.loads(chunk)
     except orjson.JSONDecodeError:

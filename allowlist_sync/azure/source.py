@@ -4,22 +4,37 @@ Order: `--source-file` (a path, or `-` for stdin), then `--source-url` /
 `ALLOWLIST_SYNC_SOURCE_URL`, else discovery of the newest file of the configured cloud
 (`azure/discover.py`: details page, date probing, last good cached copy). Nothing about the
 dbt side happens here.
+
+Whatever the source, the feed's age is then checked (`feed.check_age`): over 8 days a warning,
+over ALLOWLIST_SYNC_MAX_FEED_AGE an error, except for an explicit `--source-file`, which a person
+chose on purpose and which only warns.
 """
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
 from allowlist_sync.azure.discover import discover_feed
-from allowlist_sync.azure.feed import MAX_FEED_BYTES, Feed, SourceInfo, parse_feed
+from allowlist_sync.azure.feed import (
+    MAX_FEED_BYTES,
+    Feed,
+    SourceInfo,
+    check_age,
+    parse_feed,
+    parse_http_date,
+    too_large,
+)
 from allowlist_sync.azure.fetch import fetch
 from allowlist_sync.config import Settings
 from allowlist_sync.errors import FeedError
+from allowlist_sync.logs import redact
 
 
 def load_feed(
@@ -33,9 +48,24 @@ def load_feed(
 ) -> Feed:
     """Read, parse and validate the configured source; raises FeedError on any problem.
 
-    `now` (default: the current time) dates the discovery: which dates to probe, and how old
-    the cached copy is.
+    `now` (default: the current time) dates the discovery (which dates to probe, how old the
+    cached copy is) and the feed's age.
     """
+    now = now or datetime.now(UTC)
+    feed = _load(settings, source_file, source_url, stdin, transport, now)
+    return check_age(
+        feed, now=now, max_age_days=settings.max_feed_age_days, fail=source_file is None
+    )
+
+
+def _load(
+    settings: Settings,
+    source_file: str | None,
+    source_url: str | None,
+    stdin: BinaryIO | None,
+    transport: httpx.BaseTransport | None,
+    now: datetime,
+) -> Feed:
     tags = settings.service_tags
     cloud = settings.azure_cloud
     if source_file is not None:
@@ -46,7 +76,12 @@ def load_feed(
         return discover_feed(settings, transport=transport, now=now)
     with httpx.Client(timeout=settings.http_timeout, transport=transport) as client:
         fetched = fetch(client, url, retry=settings.retry_policy(), max_bytes=MAX_FEED_BYTES)
-    info = SourceInfo(kind="url", location=fetched.url)
+    info = SourceInfo(
+        kind="url",
+        # Shown in plans and JSON: a signed redirect target's query stays out of them.
+        location=redact(fetched.url),
+        published=parse_http_date(fetched.headers.get("last-modified")),
+    )
     return parse_feed(fetched.body, source=info, tags=tags, expected_cloud=cloud)
 
 
@@ -58,6 +93,9 @@ def _read_file(path: str, stdin: BinaryIO | None) -> tuple[bytes, SourceInfo]:
     file = Path(path)
     try:
         with file.open("rb") as handle:
+            info = os.fstat(handle.fileno())
+            if stat.S_ISREG(info.st_mode) and info.st_size > MAX_FEED_BYTES:
+                raise FeedError(too_large(MAX_FEED_BYTES, size=info.st_size), source=path)
             body = handle.read(MAX_FEED_BYTES + 1)
     except OSError as exc:
         raise FeedError(f"cannot read the file: {exc.strerror}", source=path) from None

@@ -5,6 +5,7 @@ It serves what allowlist-sync reads from Microsoft, at the same paths, on 127.0.
     /en-us/download/details.aspx?id=<id>     a details page shaped like Microsoft's: the file link
                                               sits inside a page script, as JSON with escapes
     /download/<folder>/ServiceTags_<Cloud>_YYYYMMDD.json   the direct-download files, by date
+    /mirror/<name>                            files of a mirror, without a dated name
 
 and has a switch for each way the real site has failed: blocked unless the client looks like a
 browser (403), the page down (500/404), a page without a link, a whole outage, bodies that are
@@ -63,10 +64,13 @@ def changed_doc(
     cloud: str | None = None,
     drop_tag: bool = False,
     prefixes: list[str] | None = None,
+    change_number: int | None = None,
 ) -> dict[str, Any]:
-    """`doc` with another `cloud`, without the tag, or with the tag's prefixes replaced."""
+    """`doc` with another `cloud` or `changeNumber`, without the tag, or other tag prefixes."""
     if cloud is not None:
         doc["cloud"] = cloud
+    if change_number is not None:
+        doc["changeNumber"] = change_number
     if drop_tag:
         doc["values"] = [v for v in doc["values"] if v["name"] != TAG]
     if prefixes is not None:
@@ -119,6 +123,8 @@ class DownloadCenter:
     conditional: bool = True
     #: Answer every request with this status (a whole-site outage).
     outage_status: int | None = None
+    #: Files of a mirror without Microsoft's names: `/mirror/<name>` -> (body, Last-Modified).
+    mirror: dict[str, tuple[bytes, str | None]] = field(default_factory=dict)
     requests: list[Request] = field(default_factory=list)
     _server: ThreadingHTTPServer | None = field(default=None, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -147,6 +153,10 @@ class DownloadCenter:
     def file_url(self, file_date: str) -> str:
         """The URL of the file of `file_date`."""
         return f"{self.download_base}/ServiceTags_{self.cloud}_{file_date}.json"
+
+    def mirror_url(self, name: str) -> str:
+        """The URL of the mirror file `name` (see `mirror`)."""
+        return f"{self.url}/mirror/{name}"
 
     def env(self) -> dict[str, str]:
         """The environment that points allowlist-sync at this fake."""
@@ -214,6 +224,12 @@ class DownloadCenter:
                 status = self.page_status if self.page_status != 200 else 404
                 return status, {"Content-Type": "text/html"}, HTML_PAGE
             return 200, {"Content-Type": "text/html; charset=utf-8"}, self.details_page()
+        if parts.path.startswith("/mirror/") and parts.path[len("/mirror/") :] in self.mirror:
+            body, modified = self.mirror[parts.path[len("/mirror/") :]]
+            out = {"Content-Type": "application/json"}
+            if modified is not None:
+                out["Last-Modified"] = modified
+            return 200, out, body
         prefix = f"{FOLDERS[self.cloud]}/ServiceTags_{self.cloud}_"
         if parts.path.startswith(prefix) and parts.path.endswith(".json"):
             file_date = parts.path[len(prefix) : -len(".json")]

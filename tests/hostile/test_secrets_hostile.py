@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ LINE_ONE = "dbtc_first_line_a1b2c3"
 LINE_TWO = "second_line_d4e5f6"
 SIGNATURE = "SIGsecret_9f8e7d6c5b4a"
 PASSWORD = "hunter2_pw_secret"
+
+#: A file date the freshness check accepts (the bundled file itself is from 2025).
+RECENT = f"{datetime.now(UTC) - timedelta(days=1):%Y%m%d}"
 
 
 def assert_clean(result: Result, *secrets: str) -> None:
@@ -228,10 +232,8 @@ def test_signed_source_url_query_is_never_printed(
 ) -> None:
     """A signed mirror URL's query is shown as `?<redacted>` in logs, the plan and JSON."""
     with DownloadCenter() as center:
-        center.files["20251028"] = PUBLIC_FEED.read_bytes()
-        url = (
-            center.file_url("20251028") + f"?sv=2024-11-04&se=2030&sig={SIGNATURE}#frag{SIGNATURE}"
-        )
+        center.files[RECENT] = PUBLIC_FEED.read_bytes()
+        url = center.file_url(RECENT) + f"?sv=2024-11-04&se=2030&sig={SIGNATURE}#frag{SIGNATURE}"
         if how == "flag":
             result = run_main(
                 monkeypatch,
@@ -260,11 +262,11 @@ def test_signed_source_url_query_is_never_printed(
     assert_clean(result, SIGNATURE, "2024-11-04")
     assert_untouched(store)
     shown = result.stdout + result.stderr
-    assert "ServiceTags_Public_20251028.json?<redacted>" in shown
+    assert f"ServiceTags_Public_{RECENT}.json?<redacted>" in shown
     if output == "json":
         source = one_json(result)["source"]
         assert isinstance(source, dict)
-        assert source["url"].endswith("ServiceTags_Public_20251028.json?<redacted>#<redacted>")
+        assert source["url"].endswith(f"ServiceTags_Public_{RECENT}.json?<redacted>#<redacted>")
 
 
 def test_check_shows_urls_without_query(

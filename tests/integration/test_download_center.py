@@ -96,6 +96,7 @@ def test_link_on_the_details_page_is_found(
         "cloud": "Public",
         "changeNumber": 375,
         "fileDate": newest,
+        "published": f"{newest[:4]}-{newest[4:6]}-{newest[6:]}T00:00:00+00:00",
         "fetchedAt": None,
         "notModified": False,
     }

@@ -258,3 +258,28 @@ def test_shared_temp_folder_of_someone_else_is_not_used(
     planted.chmod(0o777)
     folder = default_cache_dir({})
     assert folder != planted and folder.parent == tmp_path
+
+
+def test_refresh_rewrites_only_the_metadata(cache: FeedCache) -> None:
+    """`refresh` records a new fetchedAt and validators; the body and its sha256 stay."""
+    store(cache)
+    entry = cache.load("Public")
+    assert entry is not None
+    later = NOW + timedelta(days=6)
+    refreshed = cache.refresh(entry, fetched_at=later, etag='"v2"', last_modified=None)
+    assert refreshed is not None and refreshed.fetched_at == later
+    again = cache.load("Public")
+    assert again is not None
+    assert (again.fetched_at, again.etag, again.last_modified) == (later, '"v2"', None)
+    assert (again.body, again.sha256, again.path) == (entry.body, entry.sha256, entry.path)
+
+
+def test_refresh_that_cannot_write_only_warns(cache: FeedCache, tmp_path: Path) -> None:
+    """A metadata refresh into a folder that is gone warns and returns None, never raises."""
+    store(cache)
+    entry = cache.load("Public")
+    assert entry is not None
+    broken = FeedCache(tmp_path / "missing" / "cache")
+    with capture_logs() as logs:
+        assert broken.refresh(entry, fetched_at=NOW, etag=None, last_modified=None) is None
+    assert any(e["event"] == "cache_write_failed" for e in logs)

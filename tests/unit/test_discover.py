@@ -379,6 +379,7 @@ def test_valid_download_is_cached(make_settings: Callable[..., Settings]) -> Non
         cloud="Public",
         change_number=375,
         file_date="20251027",
+        published=datetime(2025, 10, 27, tzinfo=UTC),
         fetched_at=NOW.isoformat(),
     )
     entry = FeedCache(settings.cache_dir).load("Public")  # type: ignore[arg-type]
@@ -425,7 +426,7 @@ def test_body_over_the_limit_is_an_error_not_a_fallback(
     settings = mirror(make_settings)
     url = file_url("20251027")
     site = Site({PAGE: ok(page_with(url)), url: ok(feed_body())})
-    with pytest.raises(FeedError, match="over the 1000-byte limit"):
+    with pytest.raises(FeedError, match=r"is 16321 bytes .*, over the 1000-byte limit"):
         run_discovery(settings, site)
     assert site.urls() == [PAGE, url]
 
@@ -484,3 +485,117 @@ def test_file_of_the_wrong_cloud_is_refused(make_settings: Callable[..., Setting
     site = Site({PAGE: ok(page_with(url)), url: ok(feed_body("AzureGovernment"))})
     with pytest.raises(FeedError, match="'AzureGovernment', but 'Public' is configured"):
         run_discovery(settings, site)
+
+
+# ---------------------------------------------------------------- the cache only moves forward
+
+
+def seed(settings: Settings, file_date: str, change_number: int, **extra: Any) -> FeedCache:
+    """A cached copy of `file_date` with `change_number`, downloaded a day after its date."""
+    cache = FeedCache(settings.cache_dir)  # type: ignore[arg-type]
+    published = datetime.strptime(file_date, "%Y%m%d").replace(tzinfo=UTC)
+    stored = cache.store(
+        cloud="Public",
+        url=file_url(file_date),
+        file_date=file_date,
+        body=feed_body(change_number=change_number),
+        fetched_at=published + timedelta(days=1),
+        **extra,
+    )
+    assert stored is not None
+    return cache
+
+
+@pytest.mark.parametrize("page_down", [False, True], ids=["details-page", "date-probe"])
+def test_older_download_never_replaces_a_newer_cached_file(
+    page_down: bool, make_settings: Callable[..., Settings]
+) -> None:
+    """A found file with a lower changeNumber than the cache's is not cached nor used."""
+    settings = mirror(make_settings)
+    cache = seed(settings, "20251027", change_number=400)
+    old = file_url("20250630")
+    routes: dict[str, httpx.Response | Exception] = {old: ok(feed_body(change_number=310))}
+    if page_down:
+        routes[PAGE] = httpx.Response(500)
+        routes[file_url("20251030")] = ok(feed_body(change_number=310))
+    else:
+        routes[PAGE] = ok(page_with(old))
+    with capture_logs() as logs:
+        feed = run_discovery(settings, Site(routes))
+    assert (feed.change_number, feed.source.kind) == (400, "cache")
+    assert feed.source.location == file_url("20251027")
+    assert len(feed.warnings) == 1
+    assert "changeNumber 310" in feed.warnings[0] and "changeNumber 400" in feed.warnings[0]
+    event = next(e for e in logs if e["event"] == "discovered_file_older_than_cache")
+    assert (event["change_number"], event["cached_change_number"]) == (310, 400)
+    entry = cache.load("Public")
+    assert entry is not None and entry.file_date == "20251027"
+    assert entry.body == feed_body(change_number=400)
+
+
+@pytest.mark.parametrize("change_number", [400, 401])
+def test_same_or_newer_download_replaces_the_cache(
+    change_number: int, make_settings: Callable[..., Settings]
+) -> None:
+    """A download with an equal or higher changeNumber is used and cached as usual."""
+    settings = mirror(make_settings)
+    cache = seed(settings, "20251020", change_number=400)
+    url = file_url("20251027")
+    body = feed_body(change_number=change_number, prefixes=["20.190.128.0/18"])
+    feed = run_discovery(settings, Site({PAGE: ok(page_with(url)), url: ok(body)}))
+    assert (feed.change_number, feed.source.kind, feed.warnings) == (
+        change_number,
+        "details_page",
+        (),
+    )
+    entry = cache.load("Public")
+    assert entry is not None and entry.body == body
+
+
+def test_not_modified_refreshes_the_cache_metadata(make_settings: Callable[..., Settings]) -> None:
+    """After a 304 the cache records the new fetchedAt and validators, so it does not age."""
+    settings = mirror(make_settings)
+    cache = seed(settings, "20251027", change_number=400, etag='"v1"')
+    url = file_url("20251027")
+    site = Site({PAGE: ok(page_with(url)), url: httpx.Response(304, headers={"ETag": '"v2"'})})
+    feed = run_discovery(settings, site)
+    assert feed.source.not_modified and feed.source.fetched_at == NOW.isoformat()
+    assert site.requests[1].headers["if-none-match"] == '"v1"'
+    entry = cache.load("Public")
+    assert entry is not None and entry.fetched_at == NOW and entry.etag == '"v2"'
+    assert entry.body == feed_body(change_number=400)
+
+
+def test_cached_fallback_warns_with_its_age(make_settings: Callable[..., Settings]) -> None:
+    """A run on the cached copy carries a warning saying how old the file is."""
+    settings = mirror(make_settings)
+    seed(settings, "20251024", change_number=400)
+    site = Site({PAGE: httpx.ConnectError("down"), file_url("20251030"): httpx.ConnectError("x")})
+    feed = run_discovery(settings, site)
+    assert feed.source.kind == "cache" and len(feed.warnings) == 1
+    assert "6.4 days old" in feed.warnings[0] and "dated 20251024" in feed.warnings[0]
+    assert "ALLOWLIST_SYNC_MAX_FEED_AGE (14 days)" in feed.warnings[0]
+
+
+def test_signed_redirect_of_a_discovered_file_stays_out_of_the_source(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A link redirecting to a signed CDN URL: the source names the CDN URL without its query."""
+    settings = mirror(make_settings)
+    url = file_url("20251027")
+    cdn = "https://cdn.example/blob/ServiceTags_Public_20251027.json?sv=1&sig=cdnSIGNATURE42"
+    site = Site(
+        {
+            PAGE: ok(page_with(url)),
+            url: httpx.Response(302, headers={"Location": cdn}),
+            cdn: ok(feed_body()),
+        }
+    )
+    feed = run_discovery(settings, site)
+    assert (
+        feed.source.location
+        == "https://cdn.example/blob/ServiceTags_Public_20251027.json?<redacted>"
+    )
+    assert feed.source.file_date == "20251027"
+    entry = FeedCache(settings.cache_dir).load("Public")  # type: ignore[arg-type]
+    assert entry is not None and entry.url == url  # the link, for the next conditional request

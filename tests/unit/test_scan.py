@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from allowlist_sync.azure.feed import SourceInfo, parse_feed
-from allowlist_sync.azure.scan import scan
+from allowlist_sync.azure.scan import DuplicateTagError, scan
 from tests.conftest import DATA, PUBLIC_FEED
 
 TAGS = ["AzureActiveDirectory", "AzureActiveDirectoryDomainServices"]
@@ -59,16 +59,36 @@ def entry(name: str, *prefixes: str) -> dict[str, Any]:
 
 
 def test_other_layouts_fall_back_to_the_full_parse() -> None:
-    """Name not first, a tag listed twice, or keys after values: the scan steps aside."""
+    """Name not first, or keys after values: the scan steps aside."""
     reordered = doc_with([{"id": "x", "name": "AzureActiveDirectory", "properties": {}}])
-    twice = doc_with([entry("AzureActiveDirectory", "10.0.0.0/8")] * 2)
     keys_last = {
         "values": [entry("AzureActiveDirectory", "10.0.0.0/8")],
         "cloud": "Public",
         "changeNumber": 9,
     }
-    for doc in (reordered, twice, keys_last):
+    for doc in (reordered, keys_last):
         assert scan(json.dumps(doc).encode(), ["AzureActiveDirectory"]) is None
+
+
+def test_tag_listed_twice_is_refused_not_skipped() -> None:
+    """Two entries of a selected tag raise DuplicateTagError, wherever the second one sits."""
+    first = entry("AzureActiveDirectory", "10.0.0.0/8")
+    second = entry("AzureActiveDirectory", "192.0.2.0/24")
+    middle = entry("Other", "198.51.100.0/24")
+    for values in ([first, second], [first, middle, second], [second, middle, first]):
+        with pytest.raises(DuplicateTagError) as info:
+            scan(json.dumps(doc_with(values)).encode(), ["AzureActiveDirectory"])
+        assert (info.value.tag, info.value.times) == ("AzureActiveDirectory", 2)
+
+
+def test_nested_lookalike_opening_is_left_to_the_full_parse() -> None:
+    """An object named like the tag nested inside another entry is no duplicate entry."""
+    nested = entry("Other", "198.51.100.0/24")
+    nested["properties"]["extra"] = {"name": "AzureActiveDirectory"}
+    body = json.dumps(doc_with([entry("AzureActiveDirectory", "10.0.0.0/8"), nested])).encode()
+    assert scan(body, ["AzureActiveDirectory"]) is None
+    feed = parse_feed(body, source=SourceInfo(kind="file", location="f"), tags=TAGS[:1])
+    assert feed.prefixes["AzureActiveDirectory"] == ("10.0.0.0/8",)
 
 
 def test_quoted_text_inside_strings_cannot_fool_it() -> None:
