@@ -13,7 +13,7 @@ import re
 MAX_SECONDS = 30 * 86400
 #: The most delays one list may hold; the last one repeats anyway.
 MAX_ITEMS = 20
-_DURATION = re.compile(r"^(?:(\d{1,7})d)?(?:(\d{1,7})h)?(?:(\d{1,7})m)?(?:(\d{1,7})s)?$")
+_DURATION = re.compile(r"(?:([0-9]{1,7})d)?(?:([0-9]{1,7})h)?(?:([0-9]{1,7})m)?(?:([0-9]{1,7})s)?")
 _UNITS = (86400, 3600, 60, 1)
 _EXAMPLES = "such as 30s, 15m, 1h or 2h30m"
 

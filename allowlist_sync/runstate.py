@@ -67,8 +67,8 @@ def load_state(path: Path) -> RunState:
         if len(raw) > MAX_STATE_BYTES:
             raise ValueError(f"larger than {MAX_STATE_BYTES} bytes")
         return _parse(json.loads(raw))
-    except ValueError as exc:
-        log.warning("run_state_ignored", path=str(path), error=str(exc))
+    except (ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+        log.warning("run_state_ignored", path=str(path), error=str(exc)[:200])
         return RunState()
 
 
