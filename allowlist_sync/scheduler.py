@@ -24,7 +24,6 @@ replaying anything. SIGUSR1 asks for a run now.
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
@@ -41,15 +40,10 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobEvent,
 )
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.job import Job
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
 
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings
-from allowlist_sync.crontab import cron_trigger, resolve_timezone
+from allowlist_sync.crontab import JOB_ID, add_sync_job, build_trigger, create_scheduler
 from allowlist_sync.errors import AllowlistSyncError, ConfigError, ExitCode
 from allowlist_sync.health import HealthServer
 from allowlist_sync.logs import get_logger, redact
@@ -59,62 +53,10 @@ from allowlist_sync.sync import RunOptions, run_once
 
 log = get_logger(__name__)
 
-JOB_ID = "allowlist-sync"
 #: Seconds past `ALLOWLIST_SYNC_RUN_TIMEOUT` before a run in progress makes `/livez` fail: room
 #: for the report after the run (webhook attempts, a Pushgateway push).
 STUCK_MARGIN = 120.0
 _WAIT_STEP = 0.2  # seconds between checks while waiting: bounds shutdown latency
-
-
-def build_trigger(settings: Settings) -> CronTrigger:
-    """The cron trigger of `ALLOWLIST_SYNC_SCHEDULE` in `ALLOWLIST_SYNC_TIMEZONE`, with jitter."""
-    try:
-        return cron_trigger(
-            settings.schedule, settings.timezone, jitter=settings.schedule_jitter or None
-        )
-    except (ValueError, LookupError) as exc:
-        raise ConfigError(f"ALLOWLIST_SYNC_SCHEDULE / ALLOWLIST_SYNC_TIMEZONE: {exc}") from None
-
-
-def job_options(settings: Settings) -> dict[str, Any]:
-    """One run at a time; missed runs collapse into one, and are skipped past the grace time."""
-    return {
-        "max_instances": 1,
-        "coalesce": True,
-        "misfire_grace_time": settings.misfire_grace_time,
-    }
-
-
-def create_scheduler(settings: Settings) -> BackgroundScheduler:
-    """A scheduler in the configured time zone with one worker thread; not started."""
-    _route_apscheduler_logs()
-    return BackgroundScheduler(
-        timezone=resolve_timezone(settings.timezone),
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults=job_options(settings),
-    )
-
-
-def add_sync_job(
-    scheduler: BaseScheduler,
-    func: Callable[[], object],
-    settings: Settings,
-    *,
-    run_now: bool,
-) -> Job:
-    """Schedule `func` on the configured trigger; with `run_now`, its first run is immediate."""
-    extra: dict[str, Any] = {}
-    if run_now:
-        extra["next_run_time"] = datetime.now(UTC)
-    return scheduler.add_job(
-        func,
-        trigger=build_trigger(settings),
-        id=JOB_ID,
-        name="sync",
-        replace_existing=True,
-        **job_options(settings),
-        **extra,
-    )
 
 
 def retry_delay(delays: tuple[float, ...], retries_done: int) -> float | None:
@@ -514,18 +456,3 @@ def serve(settings: Settings) -> int:
 
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
-
-
-class _ToStructlog(logging.Handler):
-    """APScheduler logs through `logging`: forward its errors as events, drop the chatter."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        log.error("apscheduler", message=record.getMessage())
-
-
-def _route_apscheduler_logs() -> None:
-    # Its warnings (missed runs, overlaps) are reported by SyncService._on_event as events.
-    logger = logging.getLogger("apscheduler")
-    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
-        logger.addHandler(_ToStructlog(level=logging.ERROR))
-    logger.propagate = False
