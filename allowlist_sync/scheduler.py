@@ -250,7 +250,10 @@ class SyncService:
                 if outcome.source is not None:
                     self._last_source = outcome.source
             self.reporter.report(outcome)
-            self._plan_retry(outcome, *consumed)
+            try:
+                self._plan_retry(outcome, *consumed)
+            except Exception as exc:  # e.g. the scheduler shut down meanwhile: never raise
+                log.warning("retry_not_planned", error=f"{type(exc).__name__}: {exc}")
             log.info(
                 "next_run", at=_iso(self.next_run_time()), retry_at=_iso(self.next_retry_time())
             )
@@ -318,6 +321,8 @@ class SyncService:
     def _on_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
             self.metrics.record_skipped("missed")
+            with self._lock:  # a missed retry is gone: the schedule has taken over
+                self._retry_at = self._scheduled_next = None
             log.warning(
                 "run_missed",
                 scheduled_for=_iso(getattr(event, "scheduled_run_time", None)),

@@ -94,6 +94,20 @@ class Serve:
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
 
+    def run_now(self, condition: Callable[[], bool]) -> None:
+        """SIGUSR1 until `condition` holds: a request while a run still reports is skipped."""
+        for _ in range(5):
+            self.wait_for(lambda: self.status()["run_in_progress"] is False)
+            if condition():
+                return
+            self.signal(signal.SIGUSR1)
+            try:
+                self.wait_for(condition, timeout=3.0)
+                return
+            except AssertionError:
+                continue
+        raise AssertionError(f"SIGUSR1 did not lead there; stderr:\n{self.stderr()}")
+
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then the exit code (killed and failed if it takes longer than `timeout`)."""
         self.proc.send_signal(signal.SIGTERM)
@@ -156,8 +170,7 @@ def test_run_on_start_syncs_and_the_endpoint_reports_it(
     assert metrics["allowlist_sync_last_success_timestamp_seconds"] > time.time() - 60
     assert metrics["allowlist_sync_next_run_timestamp_seconds"] > time.time()
 
-    serve.signal(signal.SIGUSR1)
-    serve.wait_for(lambda: serve.runs("in_sync") == 1)
+    serve.run_now(lambda: serve.runs("in_sync") == 1)
     assert store.write_count() == 1
 
     started = time.monotonic()
@@ -223,14 +236,12 @@ def test_failing_runs_keep_the_process_alive_and_ready(
     assert metrics["allowlist_sync_next_retry_timestamp_seconds"] == retry_at
     assert "retry_scheduled" in serve.stderr()
 
-    serve.signal(signal.SIGUSR1)
-    serve.wait_for(lambda: serve.runs("failed") == 2)
+    serve.run_now(lambda: serve.runs("failed") == 2)
     assert serve.proc.poll() is None
     assert serve.metrics()["allowlist_sync_consecutive_failures"] == 2
 
     store.clear_faults()
-    serve.signal(signal.SIGUSR1)
-    serve.wait_for(lambda: serve.runs("applied") == 1)
+    serve.run_now(lambda: serve.runs("applied") == 1)
     assert serve.status()["next_retry"] is None
     assert serve.stop() == 0
 
@@ -244,8 +255,7 @@ def test_a_refused_token_notifies_once(start: Callable[..., Serve]) -> None:
             ALLOWLIST_SYNC_WEBHOOK_URL=hook.url + "/hook",
         )
         serve.wait_for(lambda: serve.runs("failed") == 1)
-        serve.signal(signal.SIGUSR1)
-        serve.wait_for(lambda: serve.runs("failed") == 2)
+        serve.run_now(lambda: serve.runs("failed") == 2)
         assert serve.stop() == 0
     (message,) = hook.received
     body = message.json()
@@ -289,8 +299,7 @@ def test_the_last_success_survives_a_restart(
     second.wait_for(lambda: second.get("/livez").status_code == 200)
     assert second.metrics()["allowlist_sync_last_success_timestamp_seconds"] == success
     assert second.status()["last_success"] == datetime.fromtimestamp(success, UTC).isoformat()
-    second.signal(signal.SIGUSR1)
-    second.wait_for(lambda: second.runs("failed") == 1)
+    second.run_now(lambda: second.runs("failed") == 1)
     assert second.metrics()["allowlist_sync_last_success_timestamp_seconds"] == success
     assert second.stop() == 0
 

@@ -546,3 +546,18 @@ def test_a_long_run_within_its_deadline_is_alive(services: list[SyncService]) ->
     alive, details = service.liveness()
     assert alive is True and "run_in_progress_seconds" in details
     release.set()
+
+
+def test_a_missed_retry_gives_way_to_the_schedule(services: list[SyncService]) -> None:
+    """A retry later than the grace time is skipped as missed and no longer shown as pending."""
+    settings = make_settings(schedule=far_schedule(), run_on_start=False, misfire_grace_time=60)
+    service = SyncService(settings, run=failed)
+    services.append(service)
+    service.start()
+    service.execute()
+    assert service.next_retry_time() is not None
+    service.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC) - timedelta(hours=2))
+    wait_for(lambda: skipped(service, "missed") == 1)
+    assert service.next_retry_time() is None
+    next_run = service.next_run_time()
+    assert next_run is not None and next_run > datetime.now(UTC) + timedelta(hours=1)
