@@ -20,6 +20,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from allowlist_sync.durations import MAX_SECONDS, parse_durations
 from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import register_secret
 from allowlist_sync.retries import RetryPolicy
@@ -270,15 +271,13 @@ class Settings(BaseSettings):
             return value
         if not value.strip():
             return DEFAULT_FAILED_RUN_RETRY
-        from allowlist_sync.durations import parse_durations
-
         return parse_durations(value)
 
     @field_validator("failed_run_retry")
     @classmethod
     def _retry_delays_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
         # Strings were checked above; this catches numbers given in code.
-        if any(not 0 < delay <= 30 * 86400 for delay in value):
+        if any(not 0 < delay <= MAX_SECONDS for delay in value):
             raise ValueError("each delay must be positive and at most 30 days")
         return value
 
