@@ -106,9 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "serve",
-        help="run on a schedule (ALLOWLIST_SYNC_SCHEDULE) with /livez, /readyz and /metrics",
+        help="run on a schedule (ALLOWLIST_SYNC_SCHEDULE) with /livez, /readyz, /status, /metrics",
         description="Run the sync on a cron schedule until SIGTERM or SIGINT (SIGUSR1: run now). "
-        "Configured by the environment only: ALLOWLIST_SYNC_SCHEDULE (default '0 6 * * 2'), "
+        "Configured by the environment only: ALLOWLIST_SYNC_SCHEDULE (default '0 6 * * *', daily), "
         "ALLOWLIST_SYNC_TIMEZONE, ALLOWLIST_SYNC_RUN_ON_START, ALLOWLIST_SYNC_HEALTH_PORT; "
         "see docs/running.md.",
     )

@@ -32,6 +32,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from allowlist_sync.cidrs import scope_problem
 from allowlist_sync.dbt.connection import Connection
+from allowlist_sync.durations import MAX_SECONDS, parse_durations
 from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import display_url, register_secret, register_url
 from allowlist_sync.retries import RetryPolicy
@@ -41,9 +42,11 @@ DEFAULT_RULE_NAME = "allowlist-sync: Entra ID SCIM (AzureActiveDirectory)"
 DEFAULT_RULE_DESCRIPTION = (
     "Managed by allowlist-sync from Azure service tag ranges; manual edits are overwritten."
 )
-#: Tuesdays 06:00: the day after Microsoft's usual Monday publication, a week before new ranges
-#: are used.
-DEFAULT_SCHEDULE = "0 6 * * 2"
+#: Every day at 06:00: a missed or failed day is caught up the next morning at the latest, well
+#: before new ranges are used (Microsoft publishes them a week ahead). Weekly: `0 6 * * 2`.
+DEFAULT_SCHEDULE = "0 6 * * *"
+#: Delays before a failed `serve` run is tried again; the last one repeats.
+DEFAULT_FAILED_RUN_RETRY = (15 * 60.0, 3600.0, 4 * 3600.0)
 FAMILIES = ("ipv4", "ipv6")
 CLOUDS = ("Public", "AzureGovernment", "China")
 
@@ -296,6 +299,8 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(default=10.0, ge=0)
     health_host: str = "0.0.0.0"
     health_port: int = Field(default=8080, ge=0, le=65535)
+    #: Seconds to wait before each retry of a failed (exit 1) run; `()` when turned off.
+    failed_run_retry: Annotated[tuple[float, ...], NoDecode] = DEFAULT_FAILED_RUN_RETRY
 
     # --- reporting: metrics export and webhook ---
     metrics_file: Path | None = None
@@ -418,6 +423,23 @@ class Settings(BaseSettings):
 
         cron_trigger(value, "UTC")
         return value.strip()
+
+    @field_validator("failed_run_retry", mode="before")
+    @classmethod
+    def _retry_delays(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return DEFAULT_FAILED_RUN_RETRY
+        return parse_durations(value)
+
+    @field_validator("failed_run_retry")
+    @classmethod
+    def _retry_delays_positive(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        # Strings were checked above; this catches numbers given in code.
+        if any(not 0 < delay <= MAX_SECONDS for delay in value):
+            raise ValueError("each delay must be positive and at most 30 days")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -1,17 +1,37 @@
-"""Standard 5-field crontab expressions as APScheduler 3 cron triggers.
+"""Standard 5-field crontab expressions as APScheduler 3 cron triggers, and serve's one job.
 
 APScheduler 3 numbers weekdays from Monday (0 = mon), while crontab numbers them from Sunday
 (0 or 7 = sun), and `CronTrigger.from_crontab` passes the numbers through unchanged: with it,
 `0 6 * * 2` fires on Wednesdays. So the day-of-week field is translated here into day names,
 which both agree on; the other four fields mean the same to both and pass through.
+
+`build_trigger`, `create_scheduler` and `add_sync_job` turn the settings into the scheduler and
+its one job (`scheduler.SyncService` runs them).
 """
 
 from __future__ import annotations
 
+import logging
 import zoneinfo
-from datetime import UTC, tzinfo
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+from typing import TYPE_CHECKING, Any
 
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.job import Job
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
+
+from allowlist_sync.errors import ConfigError
+from allowlist_sync.logs import get_logger
+
+if TYPE_CHECKING:  # config imports this module lazily; no import cycle at run time
+    from allowlist_sync.config import Settings
+
+log = get_logger(__name__)
+
+JOB_ID = "allowlist-sync"
 
 #: Crontab's day numbers: the index is the crontab number (7 is Sunday again).
 _CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
@@ -110,3 +130,69 @@ def _day_number(text: str) -> int:
     if text in _CRON_DAYS:
         return _CRON_DAYS.index(text)
     raise ValueError(f"{text!r} is not a day of the week (0-7 or sun-sat)")
+
+
+def build_trigger(settings: Settings) -> CronTrigger:
+    """The cron trigger of `ALLOWLIST_SYNC_SCHEDULE` in `ALLOWLIST_SYNC_TIMEZONE`, with jitter."""
+    try:
+        return cron_trigger(
+            settings.schedule, settings.timezone, jitter=settings.schedule_jitter or None
+        )
+    except (ValueError, LookupError) as exc:
+        raise ConfigError(f"ALLOWLIST_SYNC_SCHEDULE / ALLOWLIST_SYNC_TIMEZONE: {exc}") from None
+
+
+def job_options(settings: Settings) -> dict[str, Any]:
+    """One run at a time; missed runs collapse into one, and are skipped past the grace time."""
+    return {
+        "max_instances": 1,
+        "coalesce": True,
+        "misfire_grace_time": settings.misfire_grace_time,
+    }
+
+
+def create_scheduler(settings: Settings) -> BackgroundScheduler:
+    """A scheduler in the configured time zone with one worker thread; not started."""
+    _route_apscheduler_logs()
+    return BackgroundScheduler(
+        timezone=resolve_timezone(settings.timezone),
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults=job_options(settings),
+    )
+
+
+def add_sync_job(
+    scheduler: BaseScheduler,
+    func: Callable[[], object],
+    settings: Settings,
+    *,
+    run_now: bool,
+) -> Job:
+    """Schedule `func` on the configured trigger; with `run_now`, its first run is immediate."""
+    extra: dict[str, Any] = {}
+    if run_now:
+        extra["next_run_time"] = datetime.now(UTC)
+    return scheduler.add_job(
+        func,
+        trigger=build_trigger(settings),
+        id=JOB_ID,
+        name="sync",
+        replace_existing=True,
+        **job_options(settings),
+        **extra,
+    )
+
+
+class _ToStructlog(logging.Handler):
+    """APScheduler logs through `logging`: forward its errors as events, drop the chatter."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.error("apscheduler", message=record.getMessage())
+
+
+def _route_apscheduler_logs() -> None:
+    # Its warnings (missed runs, overlaps) are reported by SyncService._on_event as events.
+    logger = logging.getLogger("apscheduler")
+    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
+        logger.addHandler(_ToStructlog(level=logging.ERROR))
+    logger.propagate = False

@@ -1,8 +1,11 @@
-"""The serve-mode HTTP endpoint: `/livez`, `/readyz` and `/metrics`, from a daemon thread.
+"""The serve-mode HTTP endpoint: `/livez`, `/readyz`, `/status`, `/metrics`, from a daemon thread.
 
-    GET /livez    200 while the process and its scheduler run, 503 otherwise
-    GET /readyz   200 when the configuration is valid and the last run did not fail (or no run
-                  has finished yet), 503 otherwise; the JSON body says why
+    GET /livez    200 while the scheduler runs and no run is stuck far past its deadline,
+                  503 otherwise (the orchestrator restarts the container)
+    GET /readyz   200 while serving with a valid configuration, whatever the last sync did:
+                  a failed sync is not a reason to take the pod out (it has no traffic anyway)
+    GET /status   200, JSON: the last run (status, exit code, error), the last success, the
+                  feed's date, the next scheduled run and the next retry: sync health
     GET /metrics  the Prometheus text format
 
 The probes ask a `Probes` object (the service) for their answer on every request, so they
@@ -34,7 +37,11 @@ class Probes(Protocol):
         ...
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the configuration is valid and the last run did not fail."""
+        """Whether the service is serving with a valid configuration."""
+        ...
+
+    def status(self) -> dict[str, Any]:
+        """How syncing goes: the last run, the last success, the feed, what comes next."""
         ...
 
 
@@ -50,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
 
     def do_GET(self) -> None:
-        """Answer the three paths; 404 for anything else."""
+        """Answer the four paths; 404 for anything else."""
         server = cast(_Server, self.server)
         path = self.path.split("?", 1)[0]
         try:
@@ -58,10 +65,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._probe(*server.probes.liveness())
             elif path == "/readyz":
                 self._probe(*server.probes.readiness())
+            elif path == "/status":
+                payload = (json.dumps(server.probes.status(), default=str) + "\n").encode()
+                self._send(200, payload, "application/json")
             elif path == "/metrics":
                 self._send(200, server.metrics.exposition(), METRICS_CONTENT_TYPE)
             else:
-                self._send(404, b"not found: try /livez, /readyz or /metrics\n", "text/plain")
+                self._send(
+                    404, b"not found: try /livez, /readyz, /status or /metrics\n", "text/plain"
+                )
         except Exception as exc:  # a probe bug must answer 500, not kill the thread silently
             log.error("health_request_failed", path=path, error=f"{type(exc).__name__}: {exc}")
             self._send(500, b"internal error\n", "text/plain")

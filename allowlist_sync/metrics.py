@@ -4,7 +4,15 @@
 renders them on demand, for `/metrics` in serve mode, a Pushgateway push or a node-exporter
 textfile. Gauges that have no value yet (no successful run, no next run in one-shot mode) are
 left out rather than exported as 0, so a push after a failed run cannot overwrite the last
-success time, and `restore` carries counters and the last success over from a previous textfile.
+success time; alerts use `absent()` for "never succeeded".
+
+Two shapes, one name set:
+
+    serve      counters (`*_total`) and gauges on `/metrics`, plus the process collector
+    one-shot   gauges only (textfile, Pushgateway): a counter that starts again at each run's
+               push would read as a reset every time, so a one-shot run reports what it did
+               (`last_run_added_cidrs`, ...) and the persisted state carries the rest
+               (`last_success_timestamp_seconds`, `consecutive_failures`)
 """
 
 from __future__ import annotations
@@ -13,9 +21,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,19 +54,47 @@ class _Values:
     last_success: float | None = None
     last_duration: float | None = None
     last_ok: float | None = None
+    consecutive_failures: float = 0.0
+    last_added: float | None = None
+    last_removed: float | None = None
+    source_file_time: float | None = None
+    source_cache_used: float | None = None
     next_run: float | None = None  # only from next_run_source
+    next_retry: float | None = None  # only from next_retry_source
+
+
+def file_date_timestamp(file_date: str | None) -> float | None:
+    """Unix time of a feed's `YYYYMMDD` date at 00:00 UTC; None when absent or not a date."""
+    if file_date is None:
+        return None
+    try:
+        return datetime.strptime(file_date, "%Y%m%d").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
 
 
 class SyncMetrics:
-    """The job's metrics: fed with Outcomes, rendered in the Prometheus text format."""
+    """The job's metrics: fed with Outcomes, rendered in the Prometheus text format.
 
-    def __init__(self) -> None:
+    `one_shot=True` (a `sync` run exporting to a textfile or Pushgateway) leaves counters out.
+    `registry` is what is exported; `exposition()` (serve's `/metrics`) adds process metrics.
+    """
+
+    def __init__(self, *, one_shot: bool = False) -> None:
         self._lock = threading.Lock()
         self._values = _Values()
+        self.one_shot = one_shot
         #: Asked at every collection for the next scheduled run (serve mode sets it).
         self.next_run_source: Callable[[], datetime | None] | None = None
+        #: Asked at every collection for the pending retry of a failed run (serve mode sets it).
+        self.next_retry_source: Callable[[], datetime | None] | None = None
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
+        self._endpoint = self.registry
+        if not one_shot:
+            self._endpoint = CollectorRegistry(auto_describe=False)
+            self._endpoint.register(self)
+            ProcessCollector(registry=self._endpoint)
 
     def record(self, outcome: Outcome, *, finished_at: float | None = None) -> None:
         """Count one finished run."""
@@ -73,8 +109,18 @@ class SyncMetrics:
             v.last_ok = 1.0 if ok else 0.0
             if ok:
                 v.last_success = now
-            if outcome.source is not None and outcome.source.change_number is not None:
-                v.change_number = float(outcome.source.change_number)
+                v.consecutive_failures = 0.0
+            else:
+                v.consecutive_failures += 1
+            v.last_added = v.last_removed = 0.0
+            source = outcome.source
+            if source is not None:
+                if source.change_number is not None:
+                    v.change_number = float(source.change_number)
+                file_time = file_date_timestamp(source.file_date)
+                if file_time is not None:
+                    v.source_file_time = file_time
+                v.source_cache_used = 1.0 if source.kind == "cache" else 0.0
             if plan is None:
                 return
             v.desired = float(len(plan.desired))
@@ -82,8 +128,10 @@ class SyncMetrics:
             if written:
                 # The write was confirmed and verified: the rule now holds the desired set,
                 # less what the platform refused.
-                v.cidrs_added += max(len(plan.add) - len(outcome.failed_cidrs), 0)
-                v.cidrs_removed += len(plan.remove)
+                v.last_added = float(max(len(plan.add) - len(outcome.failed_cidrs), 0))
+                v.last_removed = float(len(plan.remove))
+                v.cidrs_added += v.last_added
+                v.cidrs_removed += v.last_removed
                 v.cidrs_refused += len(outcome.failed_cidrs)
                 v.current = float(len(plan.desired) - len(outcome.failed_cidrs))
             else:
@@ -99,6 +147,23 @@ class SyncMetrics:
         """Unix time of the last successful run, if any."""
         with self._lock:
             return self._values.last_success
+
+    @property
+    def consecutive_failures(self) -> int:
+        """Unsuccessful runs since the last success."""
+        with self._lock:
+            return int(self._values.consecutive_failures)
+
+    def seed(self, *, last_success: float | None, consecutive_failures: int) -> None:
+        """Start from a persisted state (before this process recorded any run)."""
+        with self._lock:
+            v = self._values
+            if last_success is not None and (
+                v.last_success is None or last_success > v.last_success
+            ):
+                v.last_success = last_success
+            if v.last_run is None:
+                v.consecutive_failures = float(max(consecutive_failures, 0))
 
     def restore(self, text: str) -> None:
         """Carry counters and the last success time over from an earlier exposition (a textfile).
@@ -131,69 +196,107 @@ class SyncMetrics:
                         v.last_success = sample.value
 
     def exposition(self) -> bytes:
-        """The metrics in the Prometheus text format."""
-        return generate_latest(self.registry)
+        """The metrics in the Prometheus text format (with process metrics in serve mode)."""
+        return generate_latest(self._endpoint)
 
     def collect(self) -> Iterator[Metric]:
         """prometheus_client collector protocol: the current values as metric families."""
         with self._lock:
             current = self._values
             v = replace(current, runs=dict(current.runs), skipped=dict(current.skipped))
-        if self.next_run_source is not None:
-            when = self.next_run_source()
-            v.next_run = when.timestamp() if when is not None else None
+        v.next_run = _timestamp(self.next_run_source)
+        v.next_retry = _timestamp(self.next_retry_source)
         yield _info()
-        runs = CounterMetricFamily(
-            f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=["status"]
-        )
-        for status, count in v.runs.items():
-            runs.add_metric([status], count)
-        yield runs
-        skipped = CounterMetricFamily(
-            f"{PREFIX}_runs_skipped",
-            "Scheduled runs that did not start: missed (later than the misfire grace time) "
-            "or overlap (the previous run was still going).",
-            labels=["reason"],
-        )
-        for reason, count in v.skipped.items():
-            skipped.add_metric([reason], count)
-        yield skipped
-        yield CounterMetricFamily(
-            f"{PREFIX}_cidrs_added", "CIDRs added to the owned rule.", value=v.cidrs_added
-        )
-        yield CounterMetricFamily(
-            f"{PREFIX}_cidrs_removed", "CIDRs removed from the owned rule.", value=v.cidrs_removed
-        )
-        yield CounterMetricFamily(
-            f"{PREFIX}_cidrs_refused",
-            "CIDRs the dbt platform refused to store (failed_cidrs).",
-            value=v.cidrs_refused,
-        )
+        if not self.one_shot:
+            yield from _counters(v)
         gauges = (
             ("desired_cidrs", "CIDRs the owned rule should hold (last run).", v.desired),
             ("current_cidrs", "CIDRs the owned rule holds (after the last run).", v.current),
+            (
+                "last_run_added_cidrs",
+                "CIDRs the last run added to the owned rule.",
+                v.last_added,
+            ),
+            (
+                "last_run_removed_cidrs",
+                "CIDRs the last run removed from the owned rule.",
+                v.last_removed,
+            ),
             (
                 "source_change_number",
                 "changeNumber of the service-tags file the last run read.",
                 v.change_number,
             ),
+            (
+                "source_file_timestamp_seconds",
+                "Date of the service-tags file the last run read (Unix time, 00:00 UTC).",
+                v.source_file_time,
+            ),
+            (
+                "source_cache_used",
+                "1 if the last run read the feed from the local cache (Microsoft unreachable).",
+                v.source_cache_used,
+            ),
             ("last_run_timestamp_seconds", "When the last run finished (Unix time).", v.last_run),
             (
                 "last_success_timestamp_seconds",
-                "When the last successful run finished (Unix time).",
+                "When the last successful run finished (Unix time); absent before any success.",
                 v.last_success,
             ),
             ("last_run_duration_seconds", "How long the last run took.", v.last_duration),
             ("last_run_success", "1 if the last run succeeded, 0 if not.", v.last_ok),
             (
+                "consecutive_failures",
+                "Unsuccessful runs (failed or refused) since the last success.",
+                v.consecutive_failures,
+            ),
+            (
                 "next_run_timestamp_seconds",
                 "When the scheduler runs next (Unix time; serve mode only).",
                 v.next_run,
+            ),
+            (
+                "next_retry_timestamp_seconds",
+                "When a failed run is tried again (Unix time; serve mode, while one is pending).",
+                v.next_retry,
             ),
         )
         for name, documentation, value in gauges:
             if value is not None:
                 yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
+def _timestamp(source: Callable[[], datetime | None] | None) -> float | None:
+    when = source() if source is not None else None
+    return when.timestamp() if when is not None else None
+
+
+def _counters(v: _Values) -> Iterator[Metric]:
+    """The counters: serve mode only, where one process keeps counting."""
+    runs = CounterMetricFamily(f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=["status"])
+    for status, count in v.runs.items():
+        runs.add_metric([status], count)
+    yield runs
+    skipped = CounterMetricFamily(
+        f"{PREFIX}_runs_skipped",
+        "Scheduled runs that did not start: missed (later than the misfire grace time) "
+        "or overlap (the previous run was still going).",
+        labels=["reason"],
+    )
+    for reason, count in v.skipped.items():
+        skipped.add_metric([reason], count)
+    yield skipped
+    yield CounterMetricFamily(
+        f"{PREFIX}_cidrs_added", "CIDRs added to the owned rule.", value=v.cidrs_added
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_cidrs_removed", "CIDRs removed from the owned rule.", value=v.cidrs_removed
+    )
+    yield CounterMetricFamily(
+        f"{PREFIX}_cidrs_refused",
+        "CIDRs the dbt platform refused to store (failed_cidrs).",
+        value=v.cidrs_refused,
+    )
 
 
 def _info() -> Metric:

@@ -1,5 +1,11 @@
 """Webhook notifications: a JSON message for each run that changed something, was refused or failed.
 
+Once per incident: an unsuccessful run opens an incident named by its exit code (`exit 1`,
+`exit 3`, `exit 77`, ...) and is announced; the runs after it that fail the same way (`serve`
+retries, a CronJob failing every day) are not; one that fails another way is; the first
+success after it sends one recovery message, even when it changed nothing. `decide` is the
+policy, a pure function; the caller keeps the open incident (in memory and in the run state).
+
 The body has a `text` field, which Slack and Microsoft Teams incoming webhooks both display, and
 the structured `outcome` (the object `sync --output json` prints) for anything that reads it.
 An incoming-webhook URL is a credential (Slack's embeds a token in its path), so it is
@@ -10,6 +16,7 @@ never fails the run: the run's own result is what the exit code, metrics and log
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,6 +25,7 @@ import orjson
 
 from allowlist_sync import __version__
 from allowlist_sync.cidrs import sorted_networks
+from allowlist_sync.errors import ExitCode
 from allowlist_sync.logs import get_logger, redact, register_secret
 from allowlist_sync.outcome import Outcome
 
@@ -40,20 +48,60 @@ def should_notify(outcome: Outcome, policy: str) -> bool:
     return policy == "always" or outcome.status in NOTEWORTHY
 
 
+def incident_of(outcome: Outcome) -> str | None:
+    """The incident an unsuccessful run belongs to (`exit 1`, ...); None for a success."""
+    code = outcome.exit_code()
+    return None if code == ExitCode.OK else f"exit {int(code)}"
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Whether to send a message for a run, and the open incident once it is delivered."""
+
+    send: bool
+    recovery: bool
+    incident: str | None
+    #: Why nothing is sent (for the log), when `send` is False.
+    reason: str | None = None
+
+
+def decide(outcome: Outcome, policy: str, incident: str | None) -> Notice:
+    """The message for this run under `policy`, given the incident still open (if any)."""
+    current = incident_of(outcome)
+    if policy == "never":
+        return Notice(send=False, recovery=False, incident=current, reason="policy never")
+    if current is None:
+        if incident is not None:
+            return Notice(send=True, recovery=True, incident=None)
+        sent = should_notify(outcome, policy)
+        return Notice(sent, False, None, None if sent else "nothing changed")
+    if current == incident and policy != "always":
+        return Notice(False, False, current, f"already announced ({current})")
+    return Notice(send=True, recovery=False, incident=current)
+
+
 def safe_url(url: str) -> str:
     """The URL without its path and query (where webhook tokens live), for logs."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}/..."
 
 
-def message_text(outcome: Outcome, *, account_id: int | None = None) -> str:
-    """The human-readable message: what happened to which rule, and why."""
+def message_text(
+    outcome: Outcome, *, account_id: int | None = None, recovered_after: int | None = None
+) -> str:
+    """The human-readable message: what happened to which rule, and why.
+
+    `recovered_after` (the unsuccessful runs before this success) makes it a recovery message.
+    """
     rule = f"rule {outcome.rule_name!r}" if outcome.rule_name else "the rule"
     if outcome.rule_id is not None:
         rule += f" (id {outcome.rule_id})"
     where = f" in dbt account {account_id}" if account_id is not None else ""
     plan = outcome.plan
     lines: list[str] = []
+    if recovered_after is not None:
+        runs = f" after {recovered_after} unsuccessful run(s)" if recovered_after else ""
+        lines.append(f"allowlist-sync RECOVERED: {rule}{where} is synced again{runs}.")
     if outcome.status == "applied" and plan is not None:
         verb = "created" if plan.creates_rule else "updated"
         lines.append(
@@ -101,11 +149,14 @@ def _listing(items: list[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def build_message(outcome: Outcome, *, account_id: int | None = None) -> dict[str, Any]:
+def build_message(
+    outcome: Outcome, *, account_id: int | None = None, recovered_after: int | None = None
+) -> dict[str, Any]:
     """The webhook body: `text` for chat tools, `outcome` for machines."""
     return {
-        "text": message_text(outcome, account_id=account_id),
+        "text": message_text(outcome, account_id=account_id, recovered_after=recovered_after),
         "outcome": outcome.to_json(),
+        "recovered": recovered_after is not None,
         "account_id": account_id,
         "sender": f"allowlist-sync/{__version__}",
     }

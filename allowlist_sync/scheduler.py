@@ -2,26 +2,34 @@
 
     serve(settings)                 signals, main-thread wait, shutdown
       └── SyncService               scheduler + health endpoint + the state the probes report
-            ├── BackgroundScheduler one job, cron trigger (weekly by default), max_instances=1,
+            ├── BackgroundScheduler one job, cron trigger (daily by default), max_instances=1,
             │                       coalesce, misfire grace time; optionally a run at start-up
-            └── execute()           run_once -> Reporter (metrics, textfile/Pushgateway, webhook)
+            ├── execute()           run_once -> Reporter (metrics, textfile/Pushgateway, webhook,
+            │                       run state) -> retry plan
+            └── /livez /readyz /status /metrics
 
-A run that fails, is refused or raises is logged, counted and turns `/readyz` unhealthy; it
-never stops the scheduler. On SIGTERM or SIGINT no new run starts; a run in progress gets
-`ALLOWLIST_SYNC_SHUTDOWN_GRACE` seconds to finish and is then abandoned. Abandoning is safe by
-design: a write cut off mid-flight is ambiguous, and the next run re-reads the rule and plans
-again instead of replaying anything. SIGUSR1 asks for a run now.
+A run that fails with exit code 1 (an API 5xx, Microsoft unreachable, a crash) is tried again
+after `ALLOWLIST_SYNC_FAILED_RUN_RETRY` (15m, 1h, 4h, then every 4h) by moving the one job's next
+run time forward; when the next scheduled run comes first, the schedule takes over and the
+sequence starts again from it. Any other exit code (3 refused, 77 token refused, 78 bad
+configuration) needs a person, so it waits for the schedule. No failure stops the scheduler or
+makes the pod unready: `/readyz` means "serving with a valid configuration"; sync health is in
+`/status` and the metrics. `/livez` fails only when a run has gone on well past its deadline.
+
+On SIGTERM or SIGINT no new run starts; a run in progress gets `ALLOWLIST_SYNC_SHUTDOWN_GRACE`
+seconds to finish and is then abandoned. Abandoning is safe by design: a write cut off
+mid-flight is ambiguous, and the next run re-reads the rule and plans again instead of
+replaying anything. SIGUSR1 asks for a run now.
 """
 
 from __future__ import annotations
 
-import logging
 import signal
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
 
@@ -32,15 +40,11 @@ from apscheduler.events import (
     EVENT_JOB_MISSED,
     JobEvent,
 )
-from apscheduler.executors.pool import ThreadPoolExecutor
-from apscheduler.job import Job
-from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.triggers.cron import CronTrigger
 
+from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings
-from allowlist_sync.crontab import cron_trigger, resolve_timezone
-from allowlist_sync.errors import AllowlistSyncError, ConfigError
+from allowlist_sync.crontab import JOB_ID, add_sync_job, build_trigger, create_scheduler
+from allowlist_sync.errors import AllowlistSyncError, ConfigError, ExitCode
 from allowlist_sync.health import HealthServer
 from allowlist_sync.logs import get_logger, redact
 from allowlist_sync.outcome import Outcome
@@ -49,61 +53,17 @@ from allowlist_sync.sync import RunOptions, run_once
 
 log = get_logger(__name__)
 
-JOB_ID = "allowlist-sync"
-#: Statuses that make `/readyz` unhealthy until a later run succeeds.
-UNHEALTHY_STATUSES = frozenset({"failed", "refused"})
+#: Seconds past `ALLOWLIST_SYNC_RUN_TIMEOUT` before a run in progress makes `/livez` fail: room
+#: for the report after the run (webhook attempts, a Pushgateway push).
+STUCK_MARGIN = 120.0
 _WAIT_STEP = 0.2  # seconds between checks while waiting: bounds shutdown latency
 
 
-def build_trigger(settings: Settings) -> CronTrigger:
-    """The cron trigger of `ALLOWLIST_SYNC_SCHEDULE` in `ALLOWLIST_SYNC_TIMEZONE`, with jitter."""
-    try:
-        return cron_trigger(
-            settings.schedule, settings.timezone, jitter=settings.schedule_jitter or None
-        )
-    except (ValueError, LookupError) as exc:
-        raise ConfigError(f"ALLOWLIST_SYNC_SCHEDULE / ALLOWLIST_SYNC_TIMEZONE: {exc}") from None
-
-
-def job_options(settings: Settings) -> dict[str, Any]:
-    """One run at a time; missed runs collapse into one, and are skipped past the grace time."""
-    return {
-        "max_instances": 1,
-        "coalesce": True,
-        "misfire_grace_time": settings.misfire_grace_time,
-    }
-
-
-def create_scheduler(settings: Settings) -> BackgroundScheduler:
-    """A scheduler in the configured time zone with one worker thread; not started."""
-    _route_apscheduler_logs()
-    return BackgroundScheduler(
-        timezone=resolve_timezone(settings.timezone),
-        executors={"default": ThreadPoolExecutor(max_workers=1)},
-        job_defaults=job_options(settings),
-    )
-
-
-def add_sync_job(
-    scheduler: BaseScheduler,
-    func: Callable[[], object],
-    settings: Settings,
-    *,
-    run_now: bool,
-) -> Job:
-    """Schedule `func` on the configured trigger; with `run_now`, its first run is immediate."""
-    extra: dict[str, Any] = {}
-    if run_now:
-        extra["next_run_time"] = datetime.now(UTC)
-    return scheduler.add_job(
-        func,
-        trigger=build_trigger(settings),
-        id=JOB_ID,
-        name="sync",
-        replace_existing=True,
-        **job_options(settings),
-        **extra,
-    )
+def retry_delay(delays: tuple[float, ...], retries_done: int) -> float | None:
+    """Seconds before the next retry after `retries_done` retries; the last delay repeats."""
+    if not delays:
+        return None
+    return delays[min(retries_done, len(delays) - 1)]
 
 
 @dataclass(frozen=True)
@@ -112,19 +72,35 @@ class LastRun:
 
     number: int
     status: str
+    exit_code: int
     finished_at: datetime
     duration_seconds: float
-    error: str | None
+    error_kind: str | None
+    error: str | None  # redacted
 
     def to_json(self) -> dict[str, Any]:
         """The `last_run` object of the probe bodies."""
         return {
             "number": self.number,
             "status": self.status,
+            "exit_code": self.exit_code,
             "finished_at": self.finished_at.isoformat(),
             "duration_seconds": round(self.duration_seconds, 3),
-            "error": self.error,
+            "error": (
+                {"kind": self.error_kind, "message": self.error} if self.error is not None else None
+            ),
         }
+
+
+def _feed_json(source: SourceInfo | None) -> dict[str, Any] | None:
+    if source is None:
+        return None
+    return {
+        "file_date": source.file_date,
+        "change_number": source.change_number,
+        "kind": source.kind,
+        "cache_used": source.kind == "cache",
+    }
 
 
 class SyncService:
@@ -136,11 +112,14 @@ class SyncService:
         *,
         run: Callable[[], Outcome] | None = None,
         reporter: Reporter | None = None,
+        stuck_margin: float = STUCK_MARGIN,
     ) -> None:
         self.settings = settings
-        self.reporter = reporter if reporter is not None else Reporter(settings)
+        self.reporter = reporter if reporter is not None else Reporter(settings, serve=True)
         self.metrics = self.reporter.metrics
         self.metrics.next_run_source = self.next_run_time
+        self.metrics.next_retry_source = self.next_retry_time
+        self._stuck_after = settings.run_timeout + stuck_margin
         self._run = run if run is not None else (lambda: run_once(settings, RunOptions()))
         build_trigger(settings)  # a ConfigError now, not at the first run
         self.scheduler = create_scheduler(settings)
@@ -152,7 +131,13 @@ class SyncService:
         self._runs_started = 0
         self._running_since: float | None = None
         self._last: LastRun | None = None
+        self._last_source: SourceInfo | None = None
         self._abandon = threading.Event()
+        # The pending retry of a failed run, the scheduled run it stands in front of, and how
+        # many retries the current sequence has made.
+        self._retry_at: datetime | None = None
+        self._scheduled_next: datetime | None = None
+        self._retries_done = 0
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -180,6 +165,7 @@ class SyncService:
             run_on_start=settings.run_on_start,
             jitter_seconds=settings.schedule_jitter,
             misfire_grace_seconds=settings.misfire_grace_time,
+            failed_run_retry_seconds=list(settings.failed_run_retry),
             next_run=_iso(self.next_run_time()),
             health=(f"http://{settings.health_host}:{self.health.port}" if self.health else None),
         )
@@ -228,6 +214,13 @@ class SyncService:
             self._runs_started += 1
             number = self._runs_started
             self._running_since = time.monotonic()
+            # A run while a retry is pending is that retry (or SIGUSR1 in its place); any
+            # other run is a scheduled one, which starts the retry sequence again.
+            if self._retry_at is None:
+                self._retries_done = 0
+            # The scheduled run a pending retry stood in front of is still the next one.
+            consumed = (self._retry_at, self._scheduled_next)
+            self._retry_at = self._scheduled_next = None
         structlog.contextvars.bind_contextvars(run=number)
         started = time.monotonic()
         try:
@@ -243,25 +236,93 @@ class SyncService:
                     error=AllowlistSyncError(f"unexpected error: {type(exc).__name__}: {exc}"),
                     duration_seconds=time.monotonic() - started,
                 )
+            error = outcome.error
             with self._lock:
                 self._last = LastRun(
                     number=number,
                     status=outcome.status,
+                    exit_code=int(outcome.exit_code()),
                     finished_at=datetime.now(UTC),
                     duration_seconds=outcome.duration_seconds,
-                    error=redact(str(outcome.error)) if outcome.error else None,
+                    error_kind=error.kind if error is not None else None,
+                    error=redact(str(error)) if error is not None else None,
                 )
+                if outcome.source is not None:
+                    self._last_source = outcome.source
             self.reporter.report(outcome)
-            log.info("next_run", at=_iso(self.next_run_time()))
+            try:
+                self._plan_retry(outcome, *consumed)
+            except Exception as exc:  # e.g. the scheduler shut down meanwhile: never raise
+                log.warning("retry_not_planned", error=f"{type(exc).__name__}: {exc}")
+            log.info(
+                "next_run", at=_iso(self.next_run_time()), retry_at=_iso(self.next_retry_time())
+            )
             return outcome
         finally:
             with self._lock:
                 self._running_since = None
             structlog.contextvars.unbind_contextvars("run")
 
+    def _plan_retry(
+        self, outcome: Outcome, retry_at: datetime | None, scheduled_next: datetime | None
+    ) -> None:
+        """After an exit-1 failure, bring the next run forward to the retry time if sooner.
+
+        `retry_at` and `scheduled_next`: the retry this run consumed, if one was pending, and
+        the scheduled run it stood in front of.
+        """
+        if not self.scheduler.running:
+            return
+        job = self.scheduler.get_job(JOB_ID)
+        scheduled = job.next_run_time if job is not None else None
+        if retry_at is not None and scheduled == retry_at and scheduled_next is not None:
+            # Run outside the scheduler, the job still points at the retry: back to the
+            # schedule. (From the scheduler, APScheduler has moved the job on already.)
+            scheduled = scheduled_next
+            self.scheduler.modify_job(JOB_ID, next_run_time=scheduled)
+        now = datetime.now(UTC)
+        code = outcome.exit_code()
+        if code == ExitCode.OK:
+            return
+        if code != ExitCode.FAILED:
+            log.info(
+                "retry_skipped",
+                exit_code=int(code),
+                reason="not a passing failure: a person must act; the schedule runs it again",
+            )
+            return
+        with self._lock:
+            delay = retry_delay(self.settings.failed_run_retry, self._retries_done)
+        if delay is None:
+            return
+        retry_at = now + timedelta(seconds=delay)
+        if scheduled is None or retry_at >= scheduled:
+            log.info(
+                "retry_skipped",
+                exit_code=int(code),
+                reason="the next scheduled run comes first",
+                next_run=_iso(scheduled),
+            )
+            return
+        with self._lock:
+            self._retries_done += 1
+            attempt = self._retries_done
+            self._retry_at = retry_at
+            self._scheduled_next = scheduled
+        self.scheduler.modify_job(JOB_ID, next_run_time=retry_at)
+        log.warning(
+            "retry_scheduled",
+            at=retry_at.isoformat(),
+            delay_seconds=delay,
+            attempt=attempt,
+            next_run=scheduled.isoformat(),
+        )
+
     def _on_event(self, event: JobEvent) -> None:
         if event.code == EVENT_JOB_MISSED:
             self.metrics.record_skipped("missed")
+            with self._lock:  # a missed retry is gone: the schedule has taken over
+                self._retry_at = self._scheduled_next = None
             log.warning(
                 "run_missed",
                 scheduled_for=_iso(getattr(event, "scheduled_run_time", None)),
@@ -288,30 +349,76 @@ class SyncService:
             return self._last
 
     def next_run_time(self) -> datetime | None:
-        """When the job runs next; None when the scheduler is not running or has no job."""
+        """When the schedule runs the job next (not a retry); None when not scheduling."""
         if not self.scheduler.running:
             return None
+        with self._lock:
+            if self._retry_at is not None:
+                return self._scheduled_next
         job = self.scheduler.get_job(JOB_ID)
         return job.next_run_time if job is not None else None
 
+    def next_retry_time(self) -> datetime | None:
+        """When a failed run is tried again; None when no retry is pending."""
+        if not self.scheduler.running:
+            return None
+        with self._lock:
+            return self._retry_at
+
+    def _running_for(self) -> float | None:
+        with self._lock:
+            since = self._running_since
+        return time.monotonic() - since if since is not None else None
+
     def liveness(self) -> tuple[bool, dict[str, Any]]:
-        """Alive while the scheduler runs and holds the job."""
-        alive = self.scheduler.running and self.scheduler.get_job(JOB_ID) is not None
-        return alive, {"scheduler": "running" if alive else "stopped"}
+        """Alive while the scheduler runs, holds the job, and no run is far past its deadline."""
+        scheduling = self.scheduler.running and self.scheduler.get_job(JOB_ID) is not None
+        running_for = self._running_for()
+        stuck = running_for is not None and running_for > self._stuck_after
+        details: dict[str, Any] = {"scheduler": "running" if scheduling else "stopped"}
+        if running_for is not None:
+            details["run_in_progress_seconds"] = round(running_for, 1)
+        if stuck:
+            details["stuck"] = (
+                f"a run has gone on for {running_for:.0f} s, more than "
+                f"ALLOWLIST_SYNC_RUN_TIMEOUT ({self.settings.run_timeout:g} s) plus "
+                f"{self._stuck_after - self.settings.run_timeout:g} s"
+            )
+        return scheduling and not stuck, details
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        """Ready unless the last finished run failed or was refused (config is valid to be here)."""
+        """Ready while serving (a valid configuration got it here), whatever the last run did."""
+        serving = self.scheduler.running
         with self._lock:
             last = self._last
-            running_for = (
-                time.monotonic() - self._running_since if self._running_since is not None else None
-            )
-        ready = last is None or last.status not in UNHEALTHY_STATUSES
-        return ready, {
+        return serving, {
             "config": "valid",
+            "scheduler": "running" if serving else "stopped",
             "last_run": last.to_json() if last is not None else None,
-            "run_in_progress": running_for is not None,
+            "run_in_progress": self._running_for() is not None,
             "next_run": _iso(self.next_run_time()),
+        }
+
+    def status(self) -> dict[str, Any]:
+        """Sync health for people and scripts: the last run, last success, feed, what comes next."""
+        with self._lock:
+            last = self._last
+            source = self._last_source
+        last_success = self.metrics.last_success
+        return {
+            "last_run": last.to_json() if last is not None else None,
+            "last_success": (
+                datetime.fromtimestamp(last_success, UTC).isoformat()
+                if last_success is not None
+                else None
+            ),
+            "consecutive_failures": self.metrics.consecutive_failures,
+            "feed": _feed_json(source),
+            "run_in_progress": self._running_for() is not None,
+            "next_run": _iso(self.next_run_time()),
+            "next_retry": _iso(self.next_retry_time()),
+            "schedule": self.settings.schedule,
+            "timezone": self.settings.timezone,
         }
 
 
@@ -354,18 +461,3 @@ def serve(settings: Settings) -> int:
 
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
-
-
-class _ToStructlog(logging.Handler):
-    """APScheduler logs through `logging`: forward its errors as events, drop the chatter."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        log.error("apscheduler", message=record.getMessage())
-
-
-def _route_apscheduler_logs() -> None:
-    # Its warnings (missed runs, overlaps) are reported by SyncService._on_event as events.
-    logger = logging.getLogger("apscheduler")
-    if not any(isinstance(h, _ToStructlog) for h in logger.handlers):
-        logger.addHandler(_ToStructlog(level=logging.ERROR))
-    logger.propagate = False

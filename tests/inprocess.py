@@ -30,9 +30,12 @@ def run_main(
     **env: str,
 ) -> Result:
     """`allowlist-sync ARGS` against the emulator, with `env` on top of a clean environment."""
+    cache_dir = os.environ.get("ALLOWLIST_SYNC_CACHE_DIR")  # the per-test one (conftest)
     for name in list(os.environ):
         if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")):
             monkeypatch.delenv(name)
+    if cache_dir is not None:
+        monkeypatch.setenv("ALLOWLIST_SYNC_CACHE_DIR", cache_dir)
     base = {
         "DBT_CLOUD_HOST_URL": emulator.url,
         "DBT_CLOUD_ACCOUNT_ID": str(ACCOUNT_ID),

@@ -1,4 +1,6 @@
-"""`allowlist-sync serve` as a real process against the emulator: runs, probes, metrics, signals."""
+"""`allowlist-sync serve` as a real process against the emulator: runs, probes, metrics, signals,
+retries of failed runs, notifications once per incident, and the last success across restarts.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,11 +18,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
+from allowlist_sync.errors import ExitCode
 from tests.conftest import PUBLIC_FEED, aad_prefixes, cli_env, feed_doc, owned_rule, run_cli
 from tests.conftest import stored_networks as stored
-from tests.receiver import free_port
+from tests.receiver import Receiver, free_port
 
 PUBLISHED = set(aad_prefixes(feed_doc()))
+
+
+def far_schedule() -> str:
+    """A daily schedule about 12 hours away, so only start-up runs, retries and SIGUSR1 run."""
+    now = datetime.now(UTC)
+    return f"{(now.minute + 30) % 60} {(now.hour + 12) % 24} * * *"
 
 
 class Serve:
@@ -61,6 +71,13 @@ class Serve:
     def runs(self, status: str) -> float:
         return self.metrics().get(f"allowlist_sync_runs_total{{{status}}}", 0.0)
 
+    def status(self) -> dict[str, Any]:
+        """The /status body."""
+        response = self.get("/status")
+        assert response.status_code == 200
+        body: dict[str, Any] = response.json()
+        return body
+
     def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> None:
         """Poll until `condition` holds (connection errors count as not yet)."""
         deadline = time.monotonic() + timeout
@@ -76,6 +93,20 @@ class Serve:
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
+
+    def run_now(self, condition: Callable[[], bool]) -> None:
+        """SIGUSR1 until `condition` holds: a request while a run still reports is skipped."""
+        for _ in range(5):
+            self.wait_for(lambda: self.status()["run_in_progress"] is False)
+            if condition():
+                return
+            self.signal(signal.SIGUSR1)
+            try:
+                self.wait_for(condition, timeout=3.0)
+                return
+            except AssertionError:
+                continue
+        raise AssertionError(f"SIGUSR1 did not lead there; stderr:\n{self.stderr()}")
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then the exit code (killed and failed if it takes longer than `timeout`)."""
@@ -129,7 +160,7 @@ def test_run_on_start_syncs_and_the_endpoint_reports_it(
     body: dict[str, Any] = ready.json()
     assert ready.status_code == 200
     assert body["last_run"]["status"] == "applied"
-    assert body["next_run"].endswith("T06:00:00+00:00")  # a Tuesday, by default
+    assert body["next_run"].endswith("T06:00:00+00:00")  # daily, by default
 
     metrics = serve.metrics()
     assert metrics["allowlist_sync_desired_cidrs"] == len(PUBLISHED)
@@ -139,8 +170,7 @@ def test_run_on_start_syncs_and_the_endpoint_reports_it(
     assert metrics["allowlist_sync_last_success_timestamp_seconds"] > time.time() - 60
     assert metrics["allowlist_sync_next_run_timestamp_seconds"] > time.time()
 
-    serve.signal(signal.SIGUSR1)
-    serve.wait_for(lambda: serve.runs("in_sync") == 1)
+    serve.run_now(lambda: serve.runs("in_sync") == 1)
     assert store.write_count() == 1
 
     started = time.monotonic()
@@ -148,28 +178,125 @@ def test_run_on_start_syncs_and_the_endpoint_reports_it(
     assert time.monotonic() - started < 10
 
 
-def test_failing_runs_keep_the_process_alive_and_turn_readiness_off(
+def test_a_failed_first_run_is_retried_and_converges(
     start: Callable[..., Serve], store: EmulatorStore
 ) -> None:
-    """API 500s fail runs: the process lives, /readyz is 503, failures count; then it recovers."""
+    """API 503s fail the first run; it is retried after 1 s, long before the schedule, and applies.
+
+    Throughout, /readyz stays 200 and /livez 200; /status shows the failure and the pending
+    retry, then the success.
+    """
+    store.add_fault(Fault(action="status", status=503, times=2))  # the first run's 2 attempts
+    serve = start(ALLOWLIST_SYNC_SCHEDULE=far_schedule(), ALLOWLIST_SYNC_FAILED_RUN_RETRY="1s")
+    serve.wait_for(lambda: serve.runs("failed") == 1)
+    failed = serve.status()
+    assert serve.get("/readyz").status_code == 200
+    assert serve.get("/livez").status_code == 200
+    if failed["last_run"]["status"] == "failed":  # not yet replaced by the retry's result
+        assert failed["last_run"]["exit_code"] == 1
+        assert failed["last_run"]["error"]["kind"] == "api"
+        assert failed["last_success"] is None
+    assert failed["next_retry"] is not None or serve.runs("applied") == 1
+
+    serve.wait_for(lambda: serve.runs("applied") == 1)
+    rule = owned_rule(store)
+    assert rule is not None and stored(rule) == PUBLISHED
+    applied = serve.status()
+    assert applied["last_run"]["status"] == "applied"
+    assert applied["last_run"]["error"] is None
+    assert applied["last_success"] is not None
+    assert applied["consecutive_failures"] == 0
+    assert applied["next_retry"] is None
+    assert applied["next_run"] > datetime.now(UTC).isoformat()
+    metrics = serve.metrics()
+    assert metrics["allowlist_sync_consecutive_failures"] == 0
+    assert "allowlist_sync_next_retry_timestamp_seconds" not in metrics
+    assert "process_resident_memory_bytes" in metrics
+    assert serve.get("/readyz").status_code == 200
+    assert serve.stop() == 0
+
+
+def test_failing_runs_keep_the_process_alive_and_ready(
+    start: Callable[..., Serve], store: EmulatorStore
+) -> None:
+    """API 500s on every run: the process lives, /readyz stays 200, failures count, retry shown."""
     store.add_fault(Fault(action="status", status=500, times=10_000))
-    serve = start()
+    serve = start(ALLOWLIST_SYNC_SCHEDULE=far_schedule())
     serve.wait_for(lambda: serve.runs("failed") == 1)
     ready = serve.get("/readyz")
-    assert ready.status_code == 503
+    assert ready.status_code == 200
     assert ready.json()["last_run"]["status"] == "failed"
     assert serve.get("/livez").status_code == 200
-    assert serve.metrics()["allowlist_sync_last_run_success"] == 0
+    metrics = serve.metrics()
+    assert metrics["allowlist_sync_last_run_success"] == 0
+    assert metrics["allowlist_sync_consecutive_failures"] == 1
+    status = serve.status()
+    assert status["next_retry"] is not None  # 15 minutes away by default
+    retry_at = datetime.fromisoformat(status["next_retry"]).timestamp()
+    assert metrics["allowlist_sync_next_retry_timestamp_seconds"] == retry_at
+    assert "retry_scheduled" in serve.stderr()
 
-    serve.signal(signal.SIGUSR1)
-    serve.wait_for(lambda: serve.runs("failed") == 2)
+    serve.run_now(lambda: serve.runs("failed") == 2)
     assert serve.proc.poll() is None
+    assert serve.metrics()["allowlist_sync_consecutive_failures"] == 2
 
     store.clear_faults()
-    serve.signal(signal.SIGUSR1)
-    serve.wait_for(lambda: serve.get("/readyz").status_code == 200)
-    assert serve.runs("applied") == 1
+    serve.run_now(lambda: serve.runs("applied") == 1)
+    assert serve.status()["next_retry"] is None
     assert serve.stop() == 0
+
+
+def test_a_refused_token_notifies_once(start: Callable[..., Serve]) -> None:
+    """A 401 fails each run; the webhook hears of it once, not on every run."""
+    with Receiver() as hook:
+        serve = start(
+            DBT_CLOUD_TOKEN="dbtc_wrong_token_0000",
+            ALLOWLIST_SYNC_SCHEDULE=far_schedule(),
+            ALLOWLIST_SYNC_WEBHOOK_URL=hook.url + "/hook",
+        )
+        serve.wait_for(lambda: serve.runs("failed") == 1)
+        serve.run_now(lambda: serve.runs("failed") == 2)
+        assert serve.stop() == 0
+    (message,) = hook.received
+    body = message.json()
+    assert body["outcome"]["error"]["kind"] == "auth"
+    assert "FAILED" in body["text"]
+
+
+def test_a_refused_token_is_not_retried(start: Callable[..., Serve]) -> None:
+    """A 401 needs a person: no retry is set, the run waits for the schedule (or SIGUSR1)."""
+    serve = start(
+        DBT_CLOUD_TOKEN="dbtc_wrong_token_0000",
+        ALLOWLIST_SYNC_SCHEDULE=far_schedule(),
+        ALLOWLIST_SYNC_FAILED_RUN_RETRY="1s",
+    )
+    serve.wait_for(lambda: serve.runs("failed") == 1)
+    status = serve.status()
+    assert status["last_run"]["exit_code"] == ExitCode.AUTH
+    assert status["next_retry"] is None
+    assert "allowlist_sync_next_retry_timestamp_seconds" not in serve.metrics()
+    assert "retry_skipped" in serve.stderr()
+    assert serve.stop() == 0
+    assert serve.stderr().count('"event": "run_started"') == 1
+
+
+def test_the_last_success_survives_a_restart(
+    start: Callable[..., Serve], store: EmulatorStore
+) -> None:
+    """After a restart the last success time is on /metrics and /status before any new run."""
+    first = start(ALLOWLIST_SYNC_SCHEDULE=far_schedule())
+    first.wait_for(lambda: first.runs("applied") == 1)
+    success = first.metrics()["allowlist_sync_last_success_timestamp_seconds"]
+    assert first.stop() == 0
+
+    store.add_fault(Fault(action="status", status=503, times=10_000))
+    second = start(ALLOWLIST_SYNC_SCHEDULE=far_schedule(), ALLOWLIST_SYNC_RUN_ON_START="false")
+    second.wait_for(lambda: second.get("/livez").status_code == 200)
+    assert second.metrics()["allowlist_sync_last_success_timestamp_seconds"] == success
+    assert second.status()["last_success"] == datetime.fromtimestamp(success, UTC).isoformat()
+    second.run_now(lambda: second.runs("failed") == 1)
+    assert second.metrics()["allowlist_sync_last_success_timestamp_seconds"] == success
+    assert second.stop() == 0
 
 
 def test_sigterm_during_a_hanging_run_exits_0_within_seconds(

@@ -35,7 +35,7 @@ def test_check_passes_and_redacts_secrets(
     assert report["ok"] is True
     assert report["settings"]["DBT_CLOUD_TOKEN"] == "[REDACTED]"
     assert report["settings"]["ALLOWLIST_SYNC_WEBHOOK_URL"] == "[REDACTED]"
-    assert report["settings"]["ALLOWLIST_SYNC_SCHEDULE"] == "0 6 * * 2"
+    assert report["settings"]["ALLOWLIST_SYNC_SCHEDULE"] == "0 6 * * *"
     assert report["schedule"]["next_run"].endswith("06:00:00+00:00")
     assert report["api"]["owned_rule"]["cidrs"] == 2
     assert TOKEN not in result.stdout + result.stderr

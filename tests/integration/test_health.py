@@ -1,4 +1,4 @@
-"""The serve-mode endpoint over loopback: probe status codes and bodies, metrics, unknown paths."""
+"""The serve-mode endpoint over loopback: probes, /status, metrics and unknown paths."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ class FakeProbes:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         return self.ready, {"last_run": None}
+
+    def status(self) -> dict[str, Any]:
+        return {"last_run": {"status": "failed", "exit_code": 1}, "next_retry": "soon"}
 
 
 @pytest.fixture
@@ -67,3 +70,26 @@ def test_metrics_in_prometheus_text_format(metrics: SyncMetrics, client: httpx.C
 def test_unknown_path_is_404(client: httpx.Client) -> None:
     """Anything but the three paths is 404."""
     assert client.get("/").status_code == 404
+
+
+def test_status_is_json_and_always_200(probes: FakeProbes, client: httpx.Client) -> None:
+    """/status answers 200 with the service's status object, whatever the probes say."""
+    probes.alive = probes.ready = False
+    response = client.get("/status")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "last_run": {"status": "failed", "exit_code": 1},
+        "next_retry": "soon",
+    }
+
+
+def test_a_probe_that_raises_answers_500(probes: FakeProbes, client: httpx.Client) -> None:
+    """A bug behind /status is a 500 and a log event, and the endpoint keeps serving."""
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("bug")
+
+    probes.status = broken  # type: ignore[method-assign]
+    assert client.get("/status").status_code == 500
+    assert client.get("/livez").status_code == 200

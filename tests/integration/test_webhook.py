@@ -122,3 +122,39 @@ def test_a_dead_webhook_does_not_fail_the_run(
     (warning,) = [e for e in log_events(result.stderr) if e["event"] == "webhook_failed"]
     assert warning["level"] == "warning"
     assert "/hook" not in result.stderr
+
+
+def test_a_daily_failure_notifies_once_then_recovers_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+    hook: Receiver,
+) -> None:
+    """One-shot runs remember the incident in the cache folder: one FAILED, one RECOVERED."""
+    store.add_fault(Fault(action="status", status=503, times=4))  # two runs of 2 attempts
+    assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
+    assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
+    assert [m.json()["outcome"]["status"] for m in hook.received] == ["failed"]
+    assert sync(monkeypatch, capsys, emulator, hook.url).code == 0
+    assert sync(monkeypatch, capsys, emulator, hook.url).code == 0  # in sync: nothing to say
+    _, recovered = (m.json() for m in hook.received)
+    assert recovered["recovered"] is True
+    assert recovered["text"].startswith("allowlist-sync RECOVERED:")
+    assert "after 2 unsuccessful run(s)" in recovered["text"]
+    assert recovered["outcome"]["status"] == "applied"
+
+
+def test_an_undelivered_failure_message_is_tried_again_next_run(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+) -> None:
+    """When the webhook was down for the first failure, the next failure is announced."""
+    store.add_fault(Fault(action="status", status=503, times=100))
+    with Receiver(statuses=[400]) as hook:  # the first message is refused (no retry on 400)
+        assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
+        assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
+        assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
+    assert len(hook.received) == 2  # refused, then delivered; the third run is quiet

@@ -1,15 +1,16 @@
-"""SyncMetrics: what each Outcome adds, what is left out until known, and restoring a textfile."""
+"""SyncMetrics: what each Outcome adds, what is left out until known, one-shot and serve shapes."""
 
 from __future__ import annotations
 
 import ipaddress
 from datetime import UTC, datetime
 
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.dbt.models import Cidr
-from allowlist_sync.metrics import SyncMetrics
+from allowlist_sync.metrics import SyncMetrics, file_date_timestamp
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan
 
@@ -128,3 +129,109 @@ def test_registry_is_not_the_global_one() -> None:
     a, b = SyncMetrics(), SyncMetrics()
     assert a.registry is not b.registry and a.registry is not REGISTRY
     assert REGISTRY.get_sample_value("allowlist_sync_runs_total", {"status": "applied"}) is None
+
+
+def test_feed_date_and_cache_use_are_gauges() -> None:
+    """The feed's YYYYMMDD date is exported at 00:00 UTC; reading the cache shows as 1."""
+    metrics = SyncMetrics()
+    cached = SourceInfo(kind="cache", location="c", change_number=375, file_date="20251028")
+    metrics.record(Outcome(status="in_sync", dry_run=False, source=cached), finished_at=1.0)
+    s = samples(metrics)
+    assert (
+        s["allowlist_sync_source_file_timestamp_seconds"]
+        == datetime(2025, 10, 28, tzinfo=UTC).timestamp()
+    )
+    assert s["allowlist_sync_source_cache_used"] == 1
+    fresh = SourceInfo(kind="date_probe", location="u", change_number=376, file_date="20251104")
+    metrics.record(Outcome(status="in_sync", dry_run=False, source=fresh), finished_at=2.0)
+    assert samples(metrics)["allowlist_sync_source_cache_used"] == 0
+
+
+def test_an_unreadable_feed_date_is_left_out() -> None:
+    """A file date that is not a real YYYYMMDD date exports nothing rather than a wrong time."""
+    assert file_date_timestamp("20251399") is None
+    assert file_date_timestamp("") is None
+    assert file_date_timestamp(None) is None
+    metrics = SyncMetrics()
+    odd = SourceInfo(kind="url", location="u", file_date="2025-10-28")
+    metrics.record(Outcome(status="in_sync", dry_run=False, source=odd), finished_at=1.0)
+    assert "allowlist_sync_source_file_timestamp_seconds" not in samples(metrics)
+
+
+def test_consecutive_failures_count_until_a_success() -> None:
+    """Failed and refused runs add one each; a success sets the count back to 0."""
+    metrics = SyncMetrics()
+    assert samples(metrics)["allowlist_sync_consecutive_failures"] == 0
+    metrics.record(Outcome(status="failed", dry_run=False), finished_at=1.0)
+    metrics.record(Outcome(status="refused", dry_run=False), finished_at=2.0)
+    assert samples(metrics)["allowlist_sync_consecutive_failures"] == 2
+    metrics.record(applied(), finished_at=3.0)
+    assert samples(metrics)["allowlist_sync_consecutive_failures"] == 0
+
+
+def test_seed_starts_from_a_persisted_state() -> None:
+    """A new process starts with the persisted last success and failure streak."""
+    metrics = SyncMetrics()
+    metrics.seed(last_success=500.0, consecutive_failures=4)
+    s = samples(metrics)
+    assert s["allowlist_sync_last_success_timestamp_seconds"] == 500.0
+    assert s["allowlist_sync_consecutive_failures"] == 4
+    metrics.record(Outcome(status="failed", dry_run=False), finished_at=600.0)
+    metrics.seed(last_success=100.0, consecutive_failures=0)  # older: changes nothing
+    s = samples(metrics)
+    assert s["allowlist_sync_last_success_timestamp_seconds"] == 500.0
+    assert s["allowlist_sync_consecutive_failures"] == 5
+
+
+def test_last_run_changes_are_gauges_of_that_run() -> None:
+    """What the last run added and removed; 0 for a run that wrote nothing."""
+    metrics = SyncMetrics(one_shot=True)
+    metrics.record(applied(), finished_at=1.0)
+    s = samples(metrics)
+    assert (
+        s["allowlist_sync_last_run_added_cidrs"],
+        s["allowlist_sync_last_run_removed_cidrs"],
+    ) == (
+        2,
+        1,
+    )
+    metrics.record(Outcome(status="failed", dry_run=False), finished_at=2.0)
+    s = samples(metrics)
+    assert (
+        s["allowlist_sync_last_run_added_cidrs"],
+        s["allowlist_sync_last_run_removed_cidrs"],
+    ) == (
+        0,
+        0,
+    )
+
+
+def test_one_shot_exports_gauges_only() -> None:
+    """A one-shot registry holds no counter, so no push resets one; nor process metrics."""
+    metrics = SyncMetrics(one_shot=True)
+    metrics.record(applied(), finished_at=1.0)
+    text = metrics.exposition().decode()
+    types = {f.name: f.type for f in text_string_to_metric_families(text)}
+    assert set(types.values()) == {"gauge"}
+    assert "allowlist_sync_last_run_success" in types
+    assert not any(name.startswith("process_") for name in types)
+
+
+def test_serve_adds_counters_and_process_metrics_to_the_endpoint_only() -> None:
+    """Serve's /metrics has counters and process metrics; what it pushes has no process metrics."""
+    metrics = SyncMetrics()
+    metrics.record(applied(), finished_at=1.0)
+    endpoint = {f.name for f in text_string_to_metric_families(metrics.exposition().decode())}
+    assert {"allowlist_sync_runs", "process_start_time_seconds"} <= endpoint
+    pushed = generate_latest(metrics.registry).decode()
+    assert "allowlist_sync_runs_total" in pushed and "process_" not in pushed
+
+
+def test_next_retry_comes_from_its_source() -> None:
+    """The next-retry gauge exists only while its source names a time."""
+    metrics = SyncMetrics()
+    when: list[datetime | None] = [None]
+    metrics.next_retry_source = lambda: when[0]
+    assert "allowlist_sync_next_retry_timestamp_seconds" not in samples(metrics)
+    when[0] = datetime(2025, 10, 28, 6, 15, tzinfo=UTC)
+    assert samples(metrics)["allowlist_sync_next_retry_timestamp_seconds"] == when[0].timestamp()

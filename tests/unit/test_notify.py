@@ -12,7 +12,7 @@ from structlog.testing import capture_logs
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.dbt.models import Cidr
 from allowlist_sync.errors import ApiError, UnsafePlanError
-from allowlist_sync.notify import build_message, message_text, send_webhook, should_notify
+from allowlist_sync.notify import build_message, decide, message_text, send_webhook, should_notify
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan
 
@@ -128,3 +128,46 @@ def test_failures_are_logged_without_the_url_path() -> None:
     assert event["log_level"] == "warning"
     assert event["webhook"] == "https://hooks.slack.example/..."
     assert "secret" not in json.dumps(events)
+
+
+def test_a_failure_is_announced_once_per_incident() -> None:
+    """The first failure opens an incident and is sent; the same failure again is not."""
+    failure = outcome("failed", error=ApiError("HTTP 503", status_code=503))
+    first = decide(failure, "changes", None)
+    assert (first.send, first.recovery, first.incident) == (True, False, "exit 1")
+    again = decide(failure, "changes", first.incident)
+    assert (again.send, again.incident) == (False, "exit 1")
+    assert again.reason == "already announced (exit 1)"
+
+
+def test_a_different_failure_is_a_new_message() -> None:
+    """A failure with another exit code (a refusal after API errors) is announced too."""
+    refusal = UnsafePlanError("would remove 80%", guard="max_delete", details={})
+    notice = decide(outcome("refused", error=refusal), "changes", "exit 1")
+    assert (notice.send, notice.incident) == (True, "exit 3")
+
+
+def test_a_success_after_failures_sends_one_recovery() -> None:
+    """The first success after an incident is announced as a recovery, even when in sync."""
+    recovered = decide(outcome("in_sync"), "changes", "exit 1")
+    assert (recovered.send, recovered.recovery, recovered.incident) == (True, True, None)
+    quiet = decide(outcome("in_sync"), "changes", None)
+    assert (quiet.send, quiet.reason) == (False, "nothing changed")
+
+
+def test_policies_always_and_never() -> None:
+    """`always` repeats every failure; `never` sends nothing, recoveries included."""
+    failure = outcome("failed", error=ApiError("HTTP 503", status_code=503))
+    assert decide(failure, "always", "exit 1").send is True
+    assert decide(failure, "never", None).send is False
+    assert decide(outcome("applied"), "never", "exit 1").send is False
+
+
+def test_recovery_message_says_so() -> None:
+    """A recovery message starts with RECOVERED and counts the unsuccessful runs before it."""
+    message = build_message(outcome("in_sync"), account_id=42, recovered_after=3)
+    assert message["recovered"] is True
+    assert message["text"].startswith(
+        "allowlist-sync RECOVERED: rule 'aad' (id 7) in dbt account 42 is synced again after 3"
+    )
+    assert build_message(outcome("in_sync"))["recovered"] is False

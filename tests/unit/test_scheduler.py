@@ -1,4 +1,4 @@
-"""Serve-mode scheduling: the trigger, misfires, coalescing and one run at a time.
+"""Serve-mode scheduling: the trigger, misfires, coalescing, one run at a time, retries, probes.
 
 No test waits for a schedule: fire times are computed from fixed datetimes, and runs are made
 due by moving the job's next run time into the past (or to now), which APScheduler processes
@@ -13,25 +13,36 @@ import time
 import zoneinfo
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
+from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings, load_settings
-from allowlist_sync.crontab import cron_trigger, translate_day_of_week
-from allowlist_sync.errors import ConfigError, ExitCode
+from allowlist_sync.crontab import cron_trigger, job_options, translate_day_of_week
+from allowlist_sync.errors import (
+    AllowlistSyncError,
+    ApiError,
+    ConfigError,
+    ExitCode,
+    UnsafePlanError,
+)
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.scheduler import JOB_ID, SyncService, build_trigger, job_options
+from allowlist_sync.scheduler import JOB_ID, SyncService, build_trigger, retry_delay
 
 TOKEN = "dbtc_unit_test_token_123"
 MONDAY = datetime(2025, 10, 27, 12, 0, tzinfo=UTC)  # a Monday: Microsoft's usual publication day
 
 
 @pytest.fixture(autouse=True)
-def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in list(os.environ):
         if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")):
             monkeypatch.delenv(name)
+    # The run state lives in the cache folder: one per test, never the user's own.
+    monkeypatch.setenv("ALLOWLIST_SYNC_CACHE_DIR", str(tmp_path / "cache"))
 
 
 def make_settings(**overrides: Any) -> Settings:
@@ -65,6 +76,15 @@ def in_sync() -> Outcome:
     return Outcome(status="in_sync", dry_run=False, rule_name="r")
 
 
+def gauge(service: SyncService, name: str) -> float | None:
+    """The value of an unlabelled sample on the service's /metrics, or None."""
+    for family in text_string_to_metric_families(service.metrics.exposition().decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                return sample.value
+    return None
+
+
 def skipped(service: SyncService, reason: str) -> float:
     text = service.metrics.exposition().decode()
     line = f'allowlist_sync_runs_skipped_total{{reason="{reason}"}} '
@@ -74,10 +94,17 @@ def skipped(service: SyncService, reason: str) -> float:
 # ----------------------------------------------------------------- the trigger
 
 
-def test_default_schedule_is_tuesday_0600_utc() -> None:
-    """The default schedule fires next on Tuesday 06:00 UTC, the day after Monday's publication."""
+def test_default_schedule_is_daily_0600_utc() -> None:
+    """The default schedule fires every day at 06:00 UTC, so no failed day waits a week."""
     trigger = build_trigger(make_settings())
     assert trigger.get_next_fire_time(None, MONDAY) == datetime(2025, 10, 28, 6, 0, tzinfo=UTC)
+    after = datetime(2025, 10, 28, 6, 0, 1, tzinfo=UTC)
+    assert trigger.get_next_fire_time(None, after) == datetime(2025, 10, 29, 6, 0, tzinfo=UTC)
+
+
+def test_weekly_is_one_setting_away() -> None:
+    """`0 6 * * 2` runs on Tuesdays only, as the README shows."""
+    trigger = build_trigger(make_settings(schedule="0 6 * * 2"))
     after = datetime(2025, 10, 28, 6, 0, 1, tzinfo=UTC)
     assert trigger.get_next_fire_time(None, after) == datetime(2025, 11, 4, 6, 0, tzinfo=UTC)
 
@@ -255,15 +282,17 @@ def test_failures_are_counted_and_never_stop_the_scheduler(services: list[SyncSe
     service.start()
     crashed = service.execute()
     assert crashed.status == "failed" and "RuntimeError: boom" in str(crashed.error)
-    assert service.readiness()[0] is False
+    assert service.readiness()[0] is True  # ready means serving; sync health is /status
     assert service.execute().status == "refused"
-    assert service.readiness()[0] is False
+    assert service.readiness()[0] is True
+    assert service.status()["consecutive_failures"] == 2
     assert service.liveness()[0] is True
     text = service.metrics.exposition().decode()
     assert 'allowlist_sync_runs_total{status="failed"} 1.0' in text
     assert 'allowlist_sync_runs_total{status="refused"} 1.0' in text
     assert service.execute().status == "in_sync"
     assert service.readiness()[0] is True
+    assert service.status()["consecutive_failures"] == 0
 
 
 def test_stop_abandons_a_stuck_run_after_the_grace_time(services: list[SyncService]) -> None:
@@ -284,3 +313,251 @@ def test_stop_abandons_a_stuck_run_after_the_grace_time(services: list[SyncServi
     assert time.monotonic() - started < 2
     assert service.liveness()[0] is False
     never.set()
+
+
+# ----------------------------------------------------------------- retries of failed runs
+
+
+def failed(error: AllowlistSyncError | None = None) -> Outcome:
+    return Outcome(
+        status="failed",
+        dry_run=False,
+        rule_name="r",
+        error=error if error is not None else ApiError("HTTP 503", status_code=503),
+    )
+
+
+class AuthRefusedError(AllowlistSyncError):
+    """Stands in for 401/403 (exit 77): not exit 1."""
+
+    exit_code = ExitCode.AUTH
+    kind = "auth"
+
+
+def test_retry_delays_repeat_the_last_one() -> None:
+    """The n-th retry waits the n-th delay; past the list, the last one repeats; none when off."""
+    delays = (900.0, 3600.0, 14400.0)
+    assert [retry_delay(delays, n) for n in range(5)] == [900, 3600, 14400, 14400, 14400]
+    assert retry_delay((), 0) is None
+
+
+def test_a_failed_run_is_retried_after_the_first_delay(services: list[SyncService]) -> None:
+    """An exit-1 failure brings the next run forward by 15 minutes; probes and metrics show it."""
+    settings = make_settings(schedule=far_schedule(), run_on_start=False)
+    service = SyncService(settings, run=failed)
+    services.append(service)
+    service.start()
+    scheduled = service.next_run_time()
+    before = datetime.now(UTC)
+    service.execute()
+    retry_at = service.next_retry_time()
+    assert retry_at is not None
+    assert before + timedelta(minutes=15) <= retry_at <= datetime.now(UTC) + timedelta(minutes=15)
+    job = service.scheduler.get_job(JOB_ID)
+    assert job is not None and job.next_run_time == retry_at
+    assert service.next_run_time() == scheduled  # the schedule itself is unchanged
+    status = service.status()
+    assert status["next_retry"] == retry_at.isoformat()
+    assert status["next_run"] == scheduled.isoformat() if scheduled else False
+    assert status["last_run"]["exit_code"] == 1
+    assert status["last_run"]["error"] == {"kind": "api", "message": "HTTP 503"}
+    assert gauge(service, "allowlist_sync_next_retry_timestamp_seconds") == retry_at.timestamp()
+
+
+def test_retries_follow_the_sequence_until_one_succeeds(services: list[SyncService]) -> None:
+    """Retries wait 15m, 1h, 4h, 4h; a success clears the pending retry."""
+    results = [failed, failed, failed, failed, in_sync]
+    service = SyncService(
+        make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: results.pop(0)()
+    )
+    services.append(service)
+    service.start()
+    delays = []
+    for _ in range(4):
+        started = datetime.now(UTC)
+        service.execute()
+        retry_at = service.next_retry_time()
+        assert retry_at is not None
+        delays.append(round((retry_at - started).total_seconds() / 60))
+    assert delays == [15, 60, 240, 240]
+    service.execute()
+    assert service.next_retry_time() is None
+    assert "next_retry_timestamp_seconds" not in service.metrics.exposition().decode()
+
+
+def test_a_retry_runs_and_converges(services: list[SyncService]) -> None:
+    """With a short delay the retry really runs from the scheduler, and its success ends it."""
+    results = [failed, in_sync]
+    done = threading.Event()
+
+    def run() -> Outcome:
+        outcome = results.pop(0)()
+        if not results:
+            done.set()
+        return outcome
+
+    settings = make_settings(schedule=far_schedule(), failed_run_retry=(0.2,))
+    service = SyncService(settings, run=run)
+    services.append(service)
+    service.start()  # run on start fails, the retry follows
+    assert done.wait(5)
+    wait_for(lambda: service.last_run is not None and service.last_run.number == 2)
+    assert service.last_run is not None and service.last_run.status == "in_sync"
+    assert service.next_retry_time() is None
+    next_run = service.next_run_time()
+    assert next_run is not None and next_run > datetime.now(UTC) + timedelta(hours=1)
+
+
+def test_the_next_scheduled_run_takes_over_and_resets_the_sequence(
+    services: list[SyncService],
+) -> None:
+    """No retry is set past the next scheduled run; that run starts the delays from the first."""
+    soon = datetime.now(UTC) + timedelta(minutes=30)
+    settings = make_settings(schedule=f"{soon.minute} {soon.hour} * * *", run_on_start=False)
+    service = SyncService(settings, run=failed)
+    services.append(service)
+    service.start()
+    started = datetime.now(UTC)
+    service.execute()  # first retry: 15 minutes, before the run in 30 minutes
+    first = service.next_retry_time()
+    assert first is not None and first - started < timedelta(minutes=16)
+    service.execute()  # the retry: the next one (1 h) would come after the scheduled run
+    assert service.next_retry_time() is None
+    job = service.scheduler.get_job(JOB_ID)
+    assert job is not None and job.next_run_time == service.next_run_time()
+    service.execute()  # the scheduled run: the sequence starts again at 15 minutes
+    again = service.next_retry_time()
+    assert again is not None and again - datetime.now(UTC) < timedelta(minutes=16)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnsafePlanError("would remove 80%", guard="max_delete", details={}),
+        ConfigError("ALLOWLIST_SYNC_X: bad"),
+        AuthRefusedError("GET /rules: 401 token refused"),
+    ],
+    ids=["refused-3", "config-78", "auth"],
+)
+def test_failures_a_person_must_fix_are_not_retried(
+    services: list[SyncService], error: AllowlistSyncError
+) -> None:
+    """Exit codes other than 1 (refused, configuration, token refused) wait for the schedule."""
+    status = "refused" if error.exit_code == ExitCode.REFUSED else "failed"
+    outcome = Outcome(status=status, dry_run=False, error=error)  # type: ignore[arg-type]
+    service = SyncService(
+        make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: outcome
+    )
+    services.append(service)
+    service.start()
+    assert service.execute().exit_code() != ExitCode.FAILED
+    assert service.next_retry_time() is None
+    assert service.status()["next_retry"] is None
+
+
+def test_retries_can_be_turned_off(services: list[SyncService]) -> None:
+    """ALLOWLIST_SYNC_FAILED_RUN_RETRY=off leaves a failed run to the schedule."""
+    settings = make_settings(schedule=far_schedule(), run_on_start=False, failed_run_retry="off")
+    service = SyncService(settings, run=failed)
+    services.append(service)
+    service.start()
+    service.execute()
+    assert service.next_retry_time() is None
+
+
+# ----------------------------------------------------------------- probes
+
+
+def test_readiness_stays_ok_after_a_failed_run(services: list[SyncService]) -> None:
+    """A failed sync is not a reason to take the pod out: /readyz answers ready."""
+    service = SyncService(make_settings(schedule=far_schedule(), run_on_start=False), run=failed)
+    services.append(service)
+    service.start()
+    service.execute()
+    ready, details = service.readiness()
+    assert ready is True
+    assert details["last_run"]["status"] == "failed"
+
+
+def test_status_reports_the_feed_and_the_last_success(services: list[SyncService]) -> None:
+    """/status carries the feed's date and kind from the last run that read one, and the success."""
+    source = SourceInfo(kind="cache", location="x", change_number=9, file_date="20251027")
+    results = [
+        lambda: Outcome(status="in_sync", dry_run=False, source=source),
+        failed,
+    ]
+    service = SyncService(
+        make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: results.pop(0)()
+    )
+    services.append(service)
+    service.start()
+    assert service.status()["last_success"] is None
+    service.execute()
+    service.execute()
+    status = service.status()
+    assert status["feed"] == {
+        "file_date": "20251027",
+        "change_number": 9,
+        "kind": "cache",
+        "cache_used": True,
+    }
+    assert status["last_success"] is not None
+    assert status["last_run"]["status"] == "failed"
+    assert status["consecutive_failures"] == 1
+
+
+def test_liveness_fails_when_a_run_is_stuck_past_its_deadline(
+    services: list[SyncService],
+) -> None:
+    """A run going on longer than the run timeout plus the margin makes /livez fail."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def stuck() -> Outcome:
+        entered.set()
+        release.wait(10)
+        return in_sync()
+
+    settings = make_settings(schedule=far_schedule(), run_timeout=0.2)
+    service = SyncService(settings, run=stuck, stuck_margin=0.0)
+    services.append(service)
+    service.start()
+    assert entered.wait(5)
+    wait_for(lambda: service.liveness()[0] is False)
+    assert "ALLOWLIST_SYNC_RUN_TIMEOUT" in service.liveness()[1]["stuck"]
+    release.set()
+    wait_for(lambda: service.liveness()[0] is True)
+
+
+def test_a_long_run_within_its_deadline_is_alive(services: list[SyncService]) -> None:
+    """A run in progress within the run timeout plus margin keeps /livez at 200."""
+    entered = threading.Event()
+    release = threading.Event()
+
+    def slow() -> Outcome:
+        entered.set()
+        release.wait(10)
+        return in_sync()
+
+    service = SyncService(make_settings(schedule=far_schedule()), run=slow)
+    services.append(service)
+    service.start()
+    assert entered.wait(5)
+    alive, details = service.liveness()
+    assert alive is True and "run_in_progress_seconds" in details
+    release.set()
+
+
+def test_a_missed_retry_gives_way_to_the_schedule(services: list[SyncService]) -> None:
+    """A retry later than the grace time is skipped as missed and no longer shown as pending."""
+    settings = make_settings(schedule=far_schedule(), run_on_start=False, misfire_grace_time=60)
+    service = SyncService(settings, run=failed)
+    services.append(service)
+    service.start()
+    service.execute()
+    assert service.next_retry_time() is not None
+    service.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC) - timedelta(hours=2))
+    wait_for(lambda: skipped(service, "missed") == 1)
+    assert service.next_retry_time() is None
+    next_run = service.next_run_time()
+    assert next_run is not None and next_run > datetime.now(UTC) + timedelta(hours=1)
