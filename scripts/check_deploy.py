@@ -26,6 +26,7 @@ the kubectl and docker-compose binaries). Failed checks print one line each (all
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import shutil
@@ -419,6 +420,27 @@ def check_deployment(checks: Checks, where: str, deployment: dict[str, Any], por
         )
 
 
+def setting_names(config_py: Path) -> set[str]:
+    """The ALLOWLIST_SYNC_* variables the program reads: its Settings fields, upper-cased."""
+    tree = ast.parse(config_py.read_text())
+    fields = {
+        node.target.id
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef) and cls.name == "Settings"
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+    return {"ALLOWLIST_SYNC_" + field.upper() for field in fields}
+
+
+def check_setting_names(checks: Checks, where: str, names: set[str], known: set[str]) -> None:
+    """A misspelt ALLOWLIST_SYNC_* variable is a configuration error at run time: catch it here."""
+    unknown = sorted(n for n in names if n.startswith("ALLOWLIST_SYNC_") and n not in known)
+    checks.expect(
+        not unknown, f"{where}: every ALLOWLIST_SYNC_* variable is a setting {unknown or ''}"
+    )
+
+
 def dockerfile_facts(checks: Checks, dockerfile: Path) -> dict[str, Any]:
     """What the manifests must agree with: the runtime stage's USER, cache dir, healthcheck."""
     text = dockerfile.read_text()
@@ -525,6 +547,13 @@ def check_kubernetes(
             check_cronjob(checks, where, cronjob, docs, dry_run=kdir.name == "dry-run")
         for deployment in find(docs, "Deployment"):
             check_deployment(checks, where, deployment, image.get("health_port", 8080))
+        check_setting_names(
+            checks,
+            where,
+            {k for cm in find(docs, "ConfigMap") for k in cm.get("data", {})}
+            | {n for w in workloads for c in pod_spec(w)["containers"] for n in env_of(c)},
+            image["settings"],
+        )
         pushgateway = kdir.name == "pushgateway"
         check_networkpolicy(checks, where, docs, pushgateway)
         check_pushgateway_url(checks, where, docs, pushgateway)
@@ -763,6 +792,9 @@ def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str,
         svc.get("cap_drop") == ["ALL"] and "no-new-privileges:true" in svc.get("security_opt", []),
         "deploy/compose: all capabilities dropped, no-new-privileges",
     )
+    check_setting_names(
+        checks, "deploy/compose", set(svc.get("environment", {})), image["settings"]
+    )
     # The token: a compose secret (a file, mounted read-only under /run/secrets), never an
     # environment variable, and the file is kept out of git.
     environment = svc.get("environment", {})
@@ -840,6 +872,7 @@ def main() -> int:
 
     checks = Checks(verbose=args.verbose)
     image = dockerfile_facts(checks, args.repo / "Dockerfile")
+    image["settings"] = setting_names(args.repo / "allowlist_sync" / "config.py")
     check_kubernetes(checks, args.repo, args.kubectl, versions, image)
     check_monitoring(checks, args.repo, args.kubectl, versions)
     check_compose(checks, args.repo, args.compose, image)
