@@ -4,7 +4,10 @@
 #   - scripts/check_deploy.py: every Kubernetes manifest and every rendered kustomization
 #     (`kubectl kustomize`: base, default entry point, overlays) against the Kubernetes JSON
 #     schemas (kubernetes-validate, strict), the policies the README promises, `docker compose
-#     config` on deploy/compose, and the lock files against pyproject.toml.
+#     config` on deploy/compose, the alerting rules of deploy/monitoring, and the lock files
+#     against pyproject.toml;
+#   - promtool (Debian's `prometheus` package, which .ci/run installs; or set PROMTOOL): `check
+#     rules` and the alerting rules' unit tests (`test rules`).
 # Tools come from PyPI (scripts/deploy-tools.txt) into a venv inside the clone, .cache/deploy-tools
 # (ignored by git through its own .gitignore); a second run reuses it and takes a few seconds.
 # Exits non-zero on any failure.
@@ -56,10 +59,19 @@ run() { # name command...: run a check, remember a failure, go on with the other
 cd "$REPO"
 run "hadolint Dockerfile" "$bin/hadolint" --failure-threshold style Dockerfile
 run "shellcheck" "$bin/shellcheck" --severity=style \
-    scripts/check-deploy.sh scripts/lock.sh tests/container/run.sh
+    scripts/check-deploy.sh scripts/lock.sh tests/container/run.sh .ci/run
 run "manifests, compose and locks (scripts/check_deploy.py)" \
     "$bin/python" scripts/check_deploy.py --repo "$REPO" --kubectl "$bin/kubectl" \
     --compose "$compose_bin" --kubernetes-version 1.30.0 --kubernetes-version 1.37.0
+promtool="${PROMTOOL:-promtool}"
+if command -v "$promtool" >/dev/null 2>&1; then
+    run "promtool check rules" "$promtool" check rules deploy/monitoring/rules.yaml
+    run "promtool test rules (deploy/monitoring/rules.test.yaml)" \
+        "$promtool" test rules deploy/monitoring/rules.test.yaml
+else
+    log "FAILED: promtool not found: apt-get install prometheus (or set PROMTOOL=/path/to/promtool)"
+    failed=1
+fi
 
 if ((failed)); then
     echo "check-deploy: FAILED" >&2

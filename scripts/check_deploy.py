@@ -10,14 +10,23 @@ the kubectl and docker-compose binaries). Failed checks print one line each (all
   no token;
 - the rendered workloads keep the promises of the README (security context, token file, volumes,
   resources, schedule, probes, NetworkPolicy) and agree with the Dockerfile (UID, cache dir,
-  health port);
-- compose.yaml passes `docker compose config` and has the keys the README relies on;
+  health port); the CronJob runs daily, spreads its retries past dbt's rate-limit cool-down,
+  leaves each attempt its ALLOWLIST_SYNC_RUN_TIMEOUT, fails at once on the exit codes no retry
+  can fix and ignores node drains; the cache dir is a PersistentVolumeClaim; only the
+  pushgateway overlay may reach the Pushgateway, and only Prometheus' namespace may reach serve;
+- compose.yaml passes `docker compose config`, has the keys the README relies on, and reads the
+  token from a compose secret file, never from the environment;
+- deploy/monitoring: the alerting rules name only the metrics the program exports, each alert
+  has a severity and a runbook in docs/running.md, and the PrometheusRule (checked structurally:
+  kubernetes-validate has no schema for that CRD) is rules.yaml, generated
+  (`--write-prometheusrule` rewrites it); promtool checks and tests them in check-deploy.sh;
 - requirements.lock pins, with hashes, a version of every dependency pyproject.toml declares.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import re
 import shutil
@@ -27,6 +36,7 @@ import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate.utils as kv
 import yaml
@@ -38,6 +48,35 @@ SECRET_NAME = "allowlist-sync-token"  # noqa: S105 (a name, not a token)
 TMP_DIR = "/tmp"  # noqa: S108 (where the manifests mount an emptyDir/tmpfs, not a temp file)
 # dbt platform service tokens look like dbtc_ followed by a long random string.
 REAL_TOKEN = re.compile(r"dbtc_[A-Za-z0-9_-]{20,}")
+
+# The CronJob: daily, and exit codes no retry can fix (guard refusal, usage, a token the platform
+# refuses, configuration; allowlist_sync.errors.ExitCode) fail the Job at once.
+SCHEDULE = "0 6 * * *"
+NO_RETRY_EXIT_CODES = {3, 64, 77, 78}
+# dbt's rate-limit cool-down; the Job's pod retries must reach past it (twice over).
+RATE_LIMIT_COOLDOWN = 300
+# Where Prometheus and the Pushgateway run: the namespace selected by its built-in name label.
+MONITORING_NAMESPACE = {"kubernetes.io/metadata.name": "monitoring"}
+PUSHGATEWAY_PORT = 9091
+# The metric names the program exports (a contract: allowlist_sync/metrics.py, docs/running.md).
+METRICS = {
+    "allowlist_sync_last_success_timestamp_seconds",
+    "allowlist_sync_last_run_success",
+    "allowlist_sync_last_run_timestamp_seconds",
+    "allowlist_sync_consecutive_failures",
+    "allowlist_sync_source_file_timestamp_seconds",
+    "allowlist_sync_source_cache_used",
+    "allowlist_sync_next_retry_timestamp_seconds",
+    "allowlist_sync_runs_total",
+    "allowlist_sync_build_info",
+}
+# The alerts docs/running.md promises, with their severity.
+ALERTS = {
+    "AllowlistSyncStale": "page",
+    "AllowlistSyncFailing": "ticket",
+    "AllowlistSyncFeedStale": "ticket",
+}
+RUNBOOK_PAGE = "docs/running.md"
 
 
 class Checks:
@@ -57,6 +96,10 @@ class Checks:
         self.failures += 1
         print(f"FAIL  {what}")
 
+    def note(self, what: str) -> None:
+        """Something the reader should know that is neither a pass nor a failure."""
+        print(f"note  {what}")
+
     def expect(self, condition: bool, what: str) -> bool:
         if condition:
             self.ok(what)
@@ -75,6 +118,11 @@ def validate_objects(
     """Schema-validate each object (strict) against each Kubernetes version."""
     for doc in docs:
         name = f"{doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+        if doc.get("kind") == "PrometheusRule":
+            # A CRD: kubernetes-validate only knows the built-in kinds.
+            checks.note(f"{where}: {name}: no Kubernetes schema (a CRD); checked structurally")
+            check_prometheusrule_object(checks, where, doc)
+            continue
         for version in versions:
             try:
                 kv.validate(doc, version, strict=True)
@@ -131,7 +179,13 @@ def env_of(container: dict[str, Any]) -> dict[str, str]:
     return {e["name"]: e.get("value", "") for e in container.get("env", [])}
 
 
-def check_pod(checks: Checks, where: str, spec: dict[str, Any], image: dict[str, Any]) -> None:
+def check_pod(
+    checks: Checks,
+    where: str,
+    spec: dict[str, Any],
+    image: dict[str, Any],
+    claims: dict[str, dict[str, Any]],
+) -> None:
     """The promises every allowlist-sync pod keeps."""
     uid = image["uid"]
     psc = spec.get("securityContext", {})
@@ -176,16 +230,29 @@ def check_pod(checks: Checks, where: str, spec: dict[str, Any], image: dict[str,
         any("configMapRef" in ref for ref in container.get("envFrom", [])),
         f"{where}: settings from a ConfigMap (envFrom)",
     )
-    for path in (image["cache_dir"], TMP_DIR):
-        volume = volumes.get(mounts.get(path, {}).get("name", ""), {})
-        checks.expect("emptyDir" in volume, f"{where}: emptyDir mounted at {path}")
+    tmp = volumes.get(mounts.get(TMP_DIR, {}).get("name", ""), {})
+    checks.expect("emptyDir" in tmp, f"{where}: emptyDir mounted at {TMP_DIR}")
+    # The last good feed file and the run state must outlive the pod: a claim, not an emptyDir.
+    cache_mount = mounts.get(image["cache_dir"], {})
+    cache = volumes.get(cache_mount.get("name", ""), {})
+    claim = claims.get(cache.get("persistentVolumeClaim", {}).get("claimName", ""), {})
+    checks.expect(
+        bool(claim)
+        and not cache_mount.get("readOnly")
+        and claim.get("spec", {}).get("accessModes") == ["ReadWriteOnce"]
+        and "storage" in claim.get("spec", {}).get("resources", {}).get("requests", {}),
+        f"{where}: a ReadWriteOnce PersistentVolumeClaim of this kustomization mounted at "
+        f"{image['cache_dir']}",
+    )
     checks.expect(
         env.get("ALLOWLIST_SYNC_CACHE_DIR", image["cache_dir"]) == image["cache_dir"],
         f"{where}: ALLOWLIST_SYNC_CACHE_DIR is the mounted cache dir",
     )
 
 
-def check_networkpolicy(checks: Checks, where: str, docs: list[dict[str, Any]]) -> None:
+def check_networkpolicy(
+    checks: Checks, where: str, docs: list[dict[str, Any]], pushgateway: bool
+) -> None:
     policies = find(docs, "NetworkPolicy")
     if not checks.expect(len(policies) == 1, f"{where}: one NetworkPolicy"):
         return
@@ -201,25 +268,71 @@ def check_networkpolicy(checks: Checks, where: str, docs: list[dict[str, Any]]) 
         checks.expect(
             selector.items() <= labels.items(), f"{where}: NetworkPolicy selects {w['kind']} pods"
         )
+    anywhere = [rule for rule in spec["egress"] if "to" not in rule]
     egress_ports = sorted(
-        (p.get("protocol", "TCP"), p["port"]) for rule in spec["egress"] for p in rule["ports"]
+        (p.get("protocol", "TCP"), p["port"]) for rule in anywhere for p in rule["ports"]
     )
     checks.expect(
         set(spec["policyTypes"]) == {"Ingress", "Egress"}
-        and egress_ports == [("TCP", 53), ("TCP", 443), ("UDP", 53)]
-        and all("to" not in rule or rule["to"] for rule in spec["egress"]),
-        f"{where}: egress only DNS (53 UDP/TCP) and HTTPS (443)",
+        and egress_ports == [("TCP", 53), ("TCP", 443), ("UDP", 53)],
+        f"{where}: egress to anywhere only DNS (53 UDP/TCP) and HTTPS (443)",
     )
-    ingress_ports = [p["port"] for rule in spec.get("ingress", []) for p in rule.get("ports", [])]
-    want_ingress = [8080] if find(docs, "Deployment") else []
+    to_monitoring = {
+        "to": [{"namespaceSelector": {"matchLabels": MONITORING_NAMESPACE}}],
+        "ports": [{"protocol": "TCP", "port": PUSHGATEWAY_PORT}],
+    }
+    targeted = [rule for rule in spec["egress"] if "to" in rule]
+    want_targeted = [to_monitoring] if pushgateway else []
     checks.expect(
-        ingress_ports == want_ingress
-        and all(rule.get("ports") for rule in spec.get("ingress", [])),
-        f"{where}: ingress {'only TCP 8080 (probes, metrics)' if want_ingress else 'none'}",
+        targeted == want_targeted,
+        f"{where}: egress "
+        + (
+            f"to the monitoring namespace's Pushgateway (TCP {PUSHGATEWAY_PORT}) only"
+            if pushgateway
+            else "to nothing else (the Pushgateway port is the pushgateway overlay's alone)"
+        ),
+    )
+    ingress = spec.get("ingress", [])
+    from_monitoring = {
+        "from": [{"namespaceSelector": {"matchLabels": MONITORING_NAMESPACE}}],
+        "ports": [{"protocol": "TCP", "port": 8080}],
+    }
+    want_ingress = [from_monitoring] if find(docs, "Deployment") else []
+    checks.expect(
+        ingress == want_ingress,
+        f"{where}: ingress "
+        + ("only TCP 8080 from the monitoring namespace" if want_ingress else "none"),
     )
 
 
-def check_cronjob(checks: Checks, where: str, cronjob: dict[str, Any], dry_run: bool) -> None:
+def check_pushgateway_url(
+    checks: Checks, where: str, docs: list[dict[str, Any]], pushgateway: bool
+) -> None:
+    """The pushgateway overlay pushes where its NetworkPolicy lets it; nothing else pushes."""
+    data = {k: v for cm in find(docs, "ConfigMap") for k, v in cm.get("data", {}).items()}
+    url = data.get("ALLOWLIST_SYNC_PUSHGATEWAY_URL")
+    if not pushgateway:
+        checks.expect(url is None, f"{where}: no ALLOWLIST_SYNC_PUSHGATEWAY_URL (egress closed)")
+        return
+    parts = urlsplit(url or "")
+    namespace = (parts.hostname or "").split(".")[1:2]
+    checks.expect(
+        parts.scheme in ("http", "https")
+        and parts.port == PUSHGATEWAY_PORT
+        and namespace == list(MONITORING_NAMESPACE.values()),
+        f"{where}: ALLOWLIST_SYNC_PUSHGATEWAY_URL {url!r} is a Service in the monitoring "
+        f"namespace on port {PUSHGATEWAY_PORT}",
+    )
+
+
+def job_backoffs(backoff_limit: int) -> list[int]:
+    """Seconds the Job controller waits before each retry: 10 s doubling, capped at 6 minutes."""
+    return [min(10 * 2**i, 360) for i in range(backoff_limit)]
+
+
+def check_cronjob(
+    checks: Checks, where: str, cronjob: dict[str, Any], docs: list[dict[str, Any]], dry_run: bool
+) -> None:
     spec = cronjob["spec"]
     job = spec["jobTemplate"]["spec"]
     pod = job["template"]["spec"]
@@ -233,10 +346,57 @@ def check_cronjob(checks: Checks, where: str, cronjob: dict[str, Any], dry_run: 
         f"{where}: CronJob schedule, Forbid, deadline, history limits",
     )
     checks.expect(
-        isinstance(job.get("backoffLimit"), int)
-        and isinstance(job.get("activeDeadlineSeconds"), int)
+        spec.get("schedule") == SCHEDULE, f"{where}: schedule {spec.get('schedule')!r} is daily"
+    )
+    backoff_limit = job.get("backoffLimit")
+    deadline = job.get("activeDeadlineSeconds")
+    if not checks.expect(
+        isinstance(backoff_limit, int)
+        and isinstance(deadline, int)
         and pod.get("restartPolicy") == "Never",
         f"{where}: Job backoffLimit, activeDeadlineSeconds, restartPolicy Never",
+    ):
+        return
+    backoffs = job_backoffs(backoff_limit)
+    checks.expect(
+        sum(backoffs) > 2 * RATE_LIMIT_COOLDOWN,
+        f"{where}: the last retry starts {sum(backoffs)} s after the first failure, past twice "
+        f"dbt's {RATE_LIMIT_COOLDOWN} s rate-limit cool-down (backoffLimit {backoff_limit})",
+    )
+    data = {k: v for cm in find(docs, "ConfigMap") for k, v in cm.get("data", {}).items()}
+    try:
+        run_timeout = float(data["ALLOWLIST_SYNC_RUN_TIMEOUT"])
+    except (KeyError, ValueError):
+        checks.fail(f"{where}: the ConfigMap sets ALLOWLIST_SYNC_RUN_TIMEOUT (seconds)")
+    else:
+        need = (backoff_limit + 1) * run_timeout + sum(backoffs)
+        checks.expect(
+            deadline >= need,
+            f"{where}: activeDeadlineSeconds {deadline} >= {backoff_limit + 1} attempts x "
+            f"ALLOWLIST_SYNC_RUN_TIMEOUT {run_timeout:g} + {sum(backoffs)} s back-off = {need:g}",
+        )
+    rules = job.get("podFailurePolicy", {}).get("rules", [])
+    container = pod["containers"][0]["name"]
+    fail_codes = {
+        code
+        for rule in rules
+        if rule.get("action") == "FailJob"
+        and rule.get("onExitCodes", {}).get("operator") == "In"
+        and rule["onExitCodes"].get("containerName") == container
+        for code in rule["onExitCodes"].get("values", [])
+    }
+    checks.expect(
+        fail_codes == NO_RETRY_EXIT_CODES,
+        f"{where}: podFailurePolicy fails the Job at once on exit codes "
+        f"{sorted(NO_RETRY_EXIT_CODES)} (got {sorted(fail_codes)}); 1 is retried",
+    )
+    checks.expect(
+        any(
+            rule.get("action") == "Ignore"
+            and {"type": "DisruptionTarget", "status": "True"} in rule.get("onPodConditions", [])
+            for rule in rules
+        ),
+        f"{where}: podFailurePolicy ignores DisruptionTarget (a node drain is not a failure)",
     )
     args = pod["containers"][0].get("args", [])
     want = ["sync", "--output", "json", *(["--dry-run"] if dry_run else [])]
@@ -258,6 +418,27 @@ def check_deployment(checks: Checks, where: str, deployment: dict[str, Any], por
         checks.expect(
             get.get("path") == path and target == port, f"{where}: {probe} on {path}:{port}"
         )
+
+
+def setting_names(config_py: Path) -> set[str]:
+    """The ALLOWLIST_SYNC_* variables the program reads: its Settings fields, upper-cased."""
+    tree = ast.parse(config_py.read_text())
+    fields = {
+        node.target.id
+        for cls in tree.body
+        if isinstance(cls, ast.ClassDef) and cls.name == "Settings"
+        for node in cls.body
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+    }
+    return {"ALLOWLIST_SYNC_" + field.upper() for field in fields}
+
+
+def check_setting_names(checks: Checks, where: str, names: set[str], known: set[str]) -> None:
+    """A misspelt ALLOWLIST_SYNC_* variable is a configuration error at run time: catch it here."""
+    unknown = sorted(n for n in names if n.startswith("ALLOWLIST_SYNC_") and n not in known)
+    checks.expect(
+        not unknown, f"{where}: every ALLOWLIST_SYNC_* variable is a setting {unknown or ''}"
+    )
 
 
 def dockerfile_facts(checks: Checks, dockerfile: Path) -> dict[str, Any]:
@@ -333,8 +514,17 @@ def check_kubernetes(
         if kdir == root / "base" or kdir == root:
             kinds = sorted(d["kind"] for d in docs)
             checks.expect(
-                kinds == ["ConfigMap", "CronJob", "Namespace", "NetworkPolicy", "ServiceAccount"],
-                f"{where}: renders Namespace, ServiceAccount, ConfigMap, NetworkPolicy, CronJob",
+                kinds
+                == [
+                    "ConfigMap",
+                    "CronJob",
+                    "Namespace",
+                    "NetworkPolicy",
+                    "PersistentVolumeClaim",
+                    "ServiceAccount",
+                ],
+                f"{where}: renders Namespace, ServiceAccount, ConfigMap, NetworkPolicy, "
+                "PersistentVolumeClaim, CronJob",
             )
             checks.expect(
                 not find(docs, "Secret"), f"{where}: renders no Secret (created by the user)"
@@ -346,17 +536,214 @@ def check_kubernetes(
             )
         workloads = find(docs, "CronJob") + find(docs, "Deployment")
         checks.expect(len(workloads) == 1, f"{where}: exactly one workload (CronJob or Deployment)")
+        claims = {c["metadata"]["name"]: c for c in find(docs, "PersistentVolumeClaim")}
         for w in workloads:
             checks.expect(
                 w["metadata"].get("namespace") == "allowlist-sync",
                 f"{where}: {w['kind']} in namespace allowlist-sync",
             )
-            check_pod(checks, f"{where}: {w['kind']}", pod_spec(w), image)
+            check_pod(checks, f"{where}: {w['kind']}", pod_spec(w), image, claims)
         for cronjob in find(docs, "CronJob"):
-            check_cronjob(checks, where, cronjob, dry_run=kdir.name == "dry-run")
+            check_cronjob(checks, where, cronjob, docs, dry_run=kdir.name == "dry-run")
         for deployment in find(docs, "Deployment"):
             check_deployment(checks, where, deployment, image.get("health_port", 8080))
-        check_networkpolicy(checks, where, docs)
+        check_setting_names(
+            checks,
+            where,
+            {k for cm in find(docs, "ConfigMap") for k in cm.get("data", {})}
+            | {n for w in workloads for c in pod_spec(w)["containers"] for n in env_of(c)},
+            image["settings"],
+        )
+        pushgateway = kdir.name == "pushgateway"
+        check_networkpolicy(checks, where, docs, pushgateway)
+        check_pushgateway_url(checks, where, docs, pushgateway)
+
+
+PROMETHEUSRULE_HEADER = """\
+# GENERATED from ../rules.yaml: edit that file, then run (with check-deploy.sh's tools)
+#   .cache/deploy-tools/bin/python scripts/check_deploy.py --write-prometheusrule
+# CI fails when this file is not exactly what that writes.
+#
+# The alerting rules as a PrometheusRule for the Prometheus Operator (kube-prometheus-stack and
+# the like), in the namespace "monitoring" (kustomization.yaml beside this file):
+#   kubectl apply -k deploy/monitoring/prometheus-operator
+# Prometheus loads a PrometheusRule only when its ruleSelector and ruleNamespaceSelector match;
+# kube-prometheus-stack's default ruleSelector wants the label `release: <its Helm release>`: add
+# it with an overlay of your own (or set ruleSelectorNilUsesHelmValues: false in its values).
+apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: allowlist-sync
+  labels:
+    app.kubernetes.io/name: allowlist-sync
+    app.kubernetes.io/component: alerts
+spec:
+"""
+RULE_GROUP_KEYS = {"name", "interval", "rules", "limit", "partial_response_strategy"}
+RULE_KEYS = {"alert", "record", "expr", "for", "keep_firing_for", "labels", "annotations"}
+DURATION = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$")
+
+
+def prometheusrule_text(rules_text: str) -> str:
+    """The PrometheusRule manifest of a rules file: its groups under `spec`, comments kept."""
+    start = re.search(r"^groups:", rules_text, re.M)
+    body = rules_text[start.start() :] if start else rules_text
+    indented = "".join(
+        "  " + line if line.strip() else line for line in body.splitlines(keepends=True)
+    )
+    return PROMETHEUSRULE_HEADER + indented
+
+
+def check_rule_groups(checks: Checks, where: str, spec: Any) -> None:
+    """The shape Prometheus (and the PrometheusRule CRD) accepts: groups of alert rules."""
+    groups = spec.get("groups") if isinstance(spec, dict) else None
+    shaped = isinstance(groups, list) and bool(groups) and set(spec) == {"groups"}
+    checks.expect(shaped, f"{where}: a non-empty list of rule groups and nothing else")
+    if not shaped or not isinstance(groups, list):
+        return
+    names = [g.get("name") for g in groups if isinstance(g, dict)]
+    checks.expect(
+        len(names) == len(groups) and len(set(names)) == len(names) and all(names),
+        f"{where}: every group has a unique name",
+    )
+    for group in groups:
+        if not isinstance(group, dict):
+            continue
+        gname = group.get("name")
+        rules = group.get("rules")
+        shaped = set(group) <= RULE_GROUP_KEYS and isinstance(rules, list) and bool(rules)
+        checks.expect(shaped, f"{where}: group {gname}: known keys and a non-empty list of rules")
+        if not shaped or not isinstance(rules, list):
+            continue
+        for rule in rules:
+            name = rule.get("alert") or rule.get("record") if isinstance(rule, dict) else None
+            checks.expect(
+                isinstance(rule, dict)
+                and set(rule) <= RULE_KEYS
+                and ("alert" in rule) != ("record" in rule)
+                and isinstance(rule.get("expr"), str)
+                and bool(rule["expr"].strip())
+                and all(
+                    isinstance(rule.get(k, "0s"), str) and DURATION.match(rule.get(k, "0s"))
+                    for k in ("for", "keep_firing_for")
+                )
+                and all(
+                    isinstance(rule.get(k, {}), dict)
+                    and all(
+                        isinstance(a, str) and isinstance(b, str)
+                        for a, b in rule.get(k, {}).items()
+                    )
+                    for k in ("labels", "annotations")
+                ),
+                f"{where}: rule {name}: known keys, one of alert/record, an expr, durations, "
+                "string labels and annotations",
+            )
+
+
+def check_prometheusrule_object(checks: Checks, where: str, doc: dict[str, Any]) -> None:
+    """What the PrometheusRule CRD's schema asks, checked by hand."""
+    metadata = doc.get("metadata", {})
+    checks.expect(
+        doc.get("apiVersion") == "monitoring.coreos.com/v1"
+        and set(doc) == {"apiVersion", "kind", "metadata", "spec"}
+        and bool(metadata.get("name")),
+        f"{where}: PrometheusRule has apiVersion monitoring.coreos.com/v1, a name and a spec",
+    )
+    check_rule_groups(checks, f"{where}: PrometheusRule {metadata.get('name')}", doc.get("spec"))
+
+
+def heading_anchors(markdown: str) -> set[str]:
+    """The fragment GitHub gives each heading: lower case, punctuation dropped, spaces to '-'."""
+    anchors = set()
+    for line in markdown.splitlines():
+        m = re.match(r"^#{1,6}\s+(.*?)\s*$", line)
+        if m:
+            text = re.sub(r"[^\w\- ]", "", m[1].lower())
+            anchors.add(text.replace(" ", "-"))
+    return anchors
+
+
+def check_alerts(checks: Checks, where: str, spec: dict[str, Any], repo: Path) -> None:
+    """The alerts the docs promise: severity, annotations, a runbook, only exported metrics."""
+    rules = {
+        r["alert"]: r
+        for g in spec.get("groups", [])
+        for r in g.get("rules", [])
+        if isinstance(r, dict) and "alert" in r
+    }
+    anchors = heading_anchors((repo / RUNBOOK_PAGE).read_text())
+    checks.expect(
+        set(ALERTS) <= set(rules), f"{where}: alerts {sorted(ALERTS)} (got {sorted(rules)})"
+    )
+    for name, rule in rules.items():
+        annotations = rule.get("annotations", {})
+        severity = rule.get("labels", {}).get("severity")
+        checks.expect(
+            severity == ALERTS.get(name, severity) and severity in ("page", "ticket"),
+            f"{where}: {name} has severity {ALERTS.get(name, 'page or ticket')} ({severity})",
+        )
+        checks.expect(
+            {"summary", "description", "runbook_url"} <= set(annotations),
+            f"{where}: {name} has summary, description and runbook_url annotations",
+        )
+        runbook = urlsplit(annotations.get("runbook_url", ""))
+        checks.expect(
+            runbook.scheme == "https"
+            and runbook.path.endswith("/" + RUNBOOK_PAGE)
+            and runbook.fragment == name.lower()
+            and runbook.fragment in anchors,
+            f"{where}: {name}'s runbook_url points at its own section of {RUNBOOK_PAGE} "
+            f"(#{name.lower()})",
+        )
+        unknown = set(re.findall(r"\ballowlist_sync_\w+", rule.get("expr", ""))) - METRICS
+        checks.expect(not unknown, f"{where}: {name} uses only exported metrics {unknown or ''}")
+    stale = rules.get("AllowlistSyncStale", {})
+    expr = " ".join(stale.get("expr", "").split())
+    checks.expect(
+        "time() - allowlist_sync_last_success_timestamp_seconds > 8 * 86400" in expr
+        and "absent_over_time(allowlist_sync_last_success_timestamp_seconds[9d])" in expr
+        and stale.get("for") == "30m",
+        f"{where}: AllowlistSyncStale: no success for 8 days, or no series for 9, for 30m",
+    )
+
+
+def check_monitoring(checks: Checks, repo: Path, kubectl: str, versions: list[str]) -> None:
+    root = repo / "deploy" / "monitoring"
+    rules_file = root / "rules.yaml"
+    operator = root / "prometheus-operator"
+    rules = yaml.safe_load(rules_file.read_text())
+    where = str(rules_file.relative_to(repo))
+    check_rule_groups(checks, where, rules)
+    check_alerts(checks, where, rules, repo)
+    checks.expect(
+        (root / "rules.test.yaml").is_file(), f"{where}: promtool unit tests in rules.test.yaml"
+    )
+    generated = operator / "prometheusrule.yaml"
+    checks.expect(
+        generated.is_file()
+        and generated.read_text() == prometheusrule_text(rules_file.read_text()),
+        f"{generated.relative_to(repo)} is generated from rules.yaml (rewrite it: "
+        "scripts/check_deploy.py --write-prometheusrule)",
+    )
+    check_kustomization_paths(checks, operator, repo)
+    where = str(operator.relative_to(repo))
+    try:
+        docs = load_docs(render(kubectl, operator))
+    except RuntimeError as exc:
+        checks.fail(f"{where}: kubectl kustomize: {exc}")
+        return
+    validate_objects(checks, docs, f"{where} (rendered)", versions)
+    rendered = find(docs, "PrometheusRule")
+    if checks.expect(
+        len(docs) == len(rendered) == 1
+        and rendered[0]["metadata"].get("namespace")
+        == MONITORING_NAMESPACE["kubernetes.io/metadata.name"],
+        f"{where}: renders one PrometheusRule, in the monitoring namespace",
+    ):
+        checks.expect(
+            rendered[0]["spec"] == rules,
+            f"{where}: the PrometheusRule holds exactly the groups of deploy/monitoring/rules.yaml",
+        )
 
 
 def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]) -> None:
@@ -405,6 +792,31 @@ def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str,
         svc.get("cap_drop") == ["ALL"] and "no-new-privileges:true" in svc.get("security_opt", []),
         "deploy/compose: all capabilities dropped, no-new-privileges",
     )
+    check_setting_names(
+        checks, "deploy/compose", set(svc.get("environment", {})), image["settings"]
+    )
+    # The token: a compose secret (a file, mounted read-only under /run/secrets), never an
+    # environment variable, and the file is kept out of git.
+    environment = svc.get("environment", {})
+    secret_targets = {s.get("target"): s.get("source") for s in svc.get("secrets", [])}
+    source = secret_targets.get(environment.get("DBT_CLOUD_TOKEN_FILE"), "")
+    secret_file = Path(config.get("secrets", {}).get(source, {}).get("file", ""))
+    ignored = (src / ".gitignore").read_text().split() if (src / ".gitignore").is_file() else []
+    checks.expect(
+        bool(source)
+        and str(environment.get("DBT_CLOUD_TOKEN_FILE")).startswith("/run/secrets/")
+        and "DBT_CLOUD_TOKEN" not in environment
+        and secret_file.parent.name == "compose"
+        and secret_file.name in ignored
+        and ".env" in ignored,
+        "deploy/compose: DBT_CLOUD_TOKEN_FILE is a compose secret under /run/secrets, from a "
+        "file .gitignore keeps out (as .env), and no DBT_CLOUD_TOKEN in the environment",
+    )
+    example = (src / ".env.example").read_text()
+    checks.expect(
+        re.search(r"^\s*(export\s+)?DBT_CLOUD_TOKEN\s*=", example, re.M) is None,
+        "deploy/compose/.env.example: no DBT_CLOUD_TOKEN= (the token is the secret file)",
+    )
 
 
 def pinned(lock: Path) -> dict[str, tuple[str, int]]:
@@ -444,12 +856,25 @@ def main() -> int:
     parser.add_argument("--compose", default="docker-compose")
     parser.add_argument("--kubernetes-version", action="append", dest="versions")
     parser.add_argument("-v", "--verbose", action="store_true", help="print passed checks too")
+    parser.add_argument(
+        "--write-prometheusrule",
+        action="store_true",
+        help="rewrite deploy/monitoring/prometheus-operator/prometheusrule.yaml from rules.yaml",
+    )
     args = parser.parse_args()
     versions = args.versions or ["1.30.0", kv.latest_version()]
+    if args.write_prometheusrule:
+        monitoring = args.repo / "deploy" / "monitoring"
+        target = monitoring / "prometheus-operator" / "prometheusrule.yaml"
+        target.write_text(prometheusrule_text((monitoring / "rules.yaml").read_text()))
+        print(f"wrote {target}")
+        return 0
 
     checks = Checks(verbose=args.verbose)
     image = dockerfile_facts(checks, args.repo / "Dockerfile")
+    image["settings"] = setting_names(args.repo / "allowlist_sync" / "config.py")
     check_kubernetes(checks, args.repo, args.kubectl, versions, image)
+    check_monitoring(checks, args.repo, args.kubectl, versions)
     check_compose(checks, args.repo, args.compose, image)
     check_locks(checks, args.repo)
     print(f"{checks.passed} deploy checks passed, {checks.failures} failed")
