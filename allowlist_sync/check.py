@@ -87,7 +87,9 @@ def run_check(settings: Settings, out: TextIO, *, output: str = "text") -> int:
     except AllowlistSyncError as exc:
         report["api"] = {"ok": False, "error": {"kind": exc.kind, "message": str(exc)}}
         log.error("check_api_failed", kind=exc.kind, error=str(exc))
-        code = exc.exit_code if exc.exit_code == ExitCode.CONFIG else ExitCode.FAILED
+        code = (
+            exc.exit_code if exc.exit_code in (ExitCode.CONFIG, ExitCode.AUTH) else ExitCode.FAILED
+        )
     report["ok"] = code == ExitCode.OK
     if output == "json":
         out.write(redact(orjson.dumps(report).decode()) + "\n")

@@ -48,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep a dbt platform IP allowlist rule equal to Azure's AzureActiveDirectory "
         "service-tag ranges (Entra ID SCIM provisioning).",
         epilog="Exit codes: 0 ok, 1 failed, 2 changes pending (--detailed-exitcode), "
-        "3 refused by a guard, 64 bad usage, 78 bad configuration.",
+        "3 refused by a guard, 64 bad usage, 77 token refused, 78 bad configuration.",
     )
     parser.add_argument("--version", action="version", version=f"allowlist-sync {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)

@@ -1,4 +1,4 @@
-"""`allowlist-sync check`: effective settings with secrets redacted, one API read, exit 0/78/1."""
+"""`allowlist-sync check`: effective settings, secrets redacted, one API read, exit 0/78/77/1."""
 
 from __future__ import annotations
 
@@ -67,13 +67,13 @@ def test_invalid_configuration_exits_78(
     )
 
 
-def test_rejected_token_exits_1(
+def test_rejected_token_exits_77(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], emulator: EmulatorServer
 ) -> None:
-    """A token the API refuses fails the check with exit 1 and the error kind."""
+    """A token the API refuses fails the check with exit 77 (a person must act) and the kind."""
     result = run_main(
         monkeypatch, capsys, emulator, "check", "--output", "json", DBT_CLOUD_TOKEN="dbtc_wrong_one"
     )
-    assert result.code == 1
+    assert result.code == 77
     report = json.loads(result.stdout)
     assert report["ok"] is False and report["api"]["error"]["kind"] == "auth"
