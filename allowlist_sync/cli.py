@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "emulator":
             return _emulator(args)
         if args.command == "demo":
-            from allowlist_sync.demo import run_demo
+            from allowlist_sync.commands.demo import run_demo
 
             return run_demo(sys.stdout)
         if args.command == "serve":
@@ -231,7 +231,7 @@ def _sync(args: argparse.Namespace) -> int:
     )
     outcome = run_once(settings, options)
     if settings.reports_anywhere:  # prometheus-client is imported only when it is used
-        from allowlist_sync.report import Reporter
+        from allowlist_sync.reporting.report import Reporter
 
         Reporter(settings).report(outcome)
     code = int(outcome.exit_code(detailed=args.detailed_exitcode))
@@ -258,13 +258,13 @@ def _emulator(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from allowlist_sync.scheduler import serve
+    from allowlist_sync.serve.scheduler import serve
 
     return serve(_load_settings())
 
 
 def _check(args: argparse.Namespace) -> int:
-    from allowlist_sync.check import run_check
+    from allowlist_sync.commands.check import run_check
 
     code = run_check(_load_settings(), sys.stdout, output=args.output)
     args.json_written = True

@@ -32,10 +32,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from allowlist_sync.cidrs import scope_problem
 from allowlist_sync.dbt.connection import Connection
-from allowlist_sync.durations import MAX_SECONDS, parse_durations
 from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import display_url, register_secret, register_url
-from allowlist_sync.retries import RetryPolicy
+from allowlist_sync.net.retries import RetryPolicy
+from allowlist_sync.serve.durations import MAX_SECONDS, parse_durations
 
 DEFAULT_HOST_URL = "https://cloud.getdbt.com"
 DEFAULT_RULE_NAME = "allowlist-sync: Entra ID SCIM (AzureActiveDirectory)"
@@ -419,7 +419,7 @@ class Settings(BaseSettings):
     def _schedule(cls, value: str) -> str:
         if value == DEFAULT_SCHEDULE:
             return value  # known good; spares every one-shot run importing apscheduler
-        from allowlist_sync.crontab import cron_trigger
+        from allowlist_sync.serve.crontab import cron_trigger
 
         cron_trigger(value, "UTC")
         return value.strip()
@@ -446,7 +446,7 @@ class Settings(BaseSettings):
     def _timezone(cls, value: str) -> str:
         if value == "UTC":
             return value
-        from allowlist_sync.crontab import resolve_timezone
+        from allowlist_sync.serve.crontab import resolve_timezone
 
         resolve_timezone(value)
         return value

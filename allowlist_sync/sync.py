@@ -50,10 +50,10 @@ from allowlist_sync.guards import (
 )
 from allowlist_sync.logs import get_logger
 from allowlist_sync.net.deadline import run_deadline, run_remaining
+from allowlist_sync.net.retries import backoff_seconds
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, apply_mode, compute_plan
 from allowlist_sync.record import FeedRecord, read_record, with_record
-from allowlist_sync.retries import backoff_seconds
 from allowlist_sync.runlock import run_lock
 
 __all__ = ["RunOptions", "find_owned_rule", "rule_set_enabled", "run_once"]

@@ -43,7 +43,7 @@ from allowlist_sync.azure.fetch import Fetched, UnavailableError, check_url_allo
 from allowlist_sync.config import Settings
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import get_logger, redact
-from allowlist_sync.retries import RetryPolicy
+from allowlist_sync.net.retries import RetryPolicy
 
 log = get_logger(__name__)
 

@@ -19,7 +19,7 @@ from allowlist_sync.azure.feed import too_large
 from allowlist_sync.config import check_http_url
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import display_url, register_url
-from allowlist_sync.retries import (
+from allowlist_sync.net.retries import (
     RETRYABLE_STATUSES,
     RetryPolicy,
     Transient,

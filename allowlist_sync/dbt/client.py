@@ -41,7 +41,7 @@ from allowlist_sync.errors import (
 )
 from allowlist_sync.logs import get_logger, redact, register_secret
 from allowlist_sync.net.deadline import http_client
-from allowlist_sync.retries import (
+from allowlist_sync.net.retries import (
     RETRYABLE_STATUSES,
     RetryPolicy,
     Transient,

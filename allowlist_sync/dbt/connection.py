@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from pydantic import SecretStr
 
-from allowlist_sync.retries import RetryPolicy
+from allowlist_sync.net.retries import RetryPolicy
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 

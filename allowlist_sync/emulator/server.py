@@ -22,7 +22,7 @@ from allowlist_sync.emulator.store import (
     Response,
     error_response,
 )
-from allowlist_sync.httpserver import LocalHTTPServer
+from allowlist_sync.net.httpserver import LocalHTTPServer
 
 MAX_BODY_BYTES = 1 << 20
 _POLL_INTERVAL = 0.05  # how often serve_forever checks for shutdown: bounds stop() latency

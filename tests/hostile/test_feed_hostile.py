@@ -26,7 +26,7 @@ from allowlist_sync.azure.source import load_feed
 from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import FeedError
-from allowlist_sync.retries import RetryPolicy
+from allowlist_sync.net.retries import RetryPolicy
 from allowlist_sync.sync import RunOptions, run_once
 from tests.conftest import cli_env, emulator_settings, run_cli
 from tests.fakes.download_center import DownloadCenter, day, feed_body, tag_prefixes

@@ -102,7 +102,7 @@ def test_sync_json_is_one_object_on_every_exit(
 
 @pytest.mark.parametrize(
     ("case", "code"),
-    [("ok", 0), ("auth", 1), ("config", 78), ("internal", 1), ("internal_in_settings", 1)],
+    [("ok", 0), ("auth", 77), ("config", 78), ("internal", 1), ("internal_in_settings", 1)],
 )
 def test_check_json_is_one_object_on_every_exit(
     case: str,
@@ -119,7 +119,9 @@ def test_check_json_is_one_object_on_every_exit(
     elif case == "config":
         env["DBT_CLOUD_ACCOUNT_ID"] = "4242.0"
     elif case == "internal":
-        monkeypatch.setattr("allowlist_sync.check.run_check", broken(ValueError(f"x {TOKEN}")))
+        monkeypatch.setattr(
+            "allowlist_sync.commands.check.run_check", broken(ValueError(f"x {TOKEN}"))
+        )
     elif case == "internal_in_settings":
         monkeypatch.setattr("allowlist_sync.config.load_settings", broken(RuntimeError("boom")))
     result = run_main(monkeypatch, capsys, emulator, "check", "--output", "json", **env)

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from allowlist_sync.health import HealthServer
-from allowlist_sync.metrics import SyncMetrics
 from allowlist_sync.outcome import Outcome
+from allowlist_sync.reporting.metrics import SyncMetrics
+from allowlist_sync.serve.health import HealthServer
 
 
 class FakeProbes:

@@ -23,7 +23,7 @@ from allowlist_sync.errors import (
     NotFoundError,
     OwnershipError,
 )
-from allowlist_sync.retries import RetryPolicy
+from allowlist_sync.net.retries import RetryPolicy
 
 TOKEN = "dbtc_client_unit_token_55aa"
 OWNED = "owned-rule"

@@ -32,7 +32,7 @@ from allowlist_sync.azure.discover import (
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings, load_settings
 from allowlist_sync.errors import ConfigError, FeedError
-from allowlist_sync.retries import RetryPolicy
+from allowlist_sync.net.retries import RetryPolicy
 from tests.fakes.download_center import HTML_PAGE, feed_body
 
 TODAY = date(2025, 10, 30)  # a Thursday; Microsoft's file of that week is dated Monday 20251027

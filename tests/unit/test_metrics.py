@@ -10,9 +10,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.dbt.models import Cidr
-from allowlist_sync.metrics import SyncMetrics, file_date_timestamp
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan
+from allowlist_sync.reporting.metrics import SyncMetrics, file_date_timestamp
 
 NETS = tuple(ipaddress.ip_network(f"10.0.{i}.0/24") for i in range(5))
 SOURCE = SourceInfo(kind="file", location="feed.json", cloud="Public", change_number=375)

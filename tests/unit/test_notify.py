@@ -12,9 +12,15 @@ from structlog.testing import capture_logs
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.dbt.models import Cidr
 from allowlist_sync.errors import ApiError, UnsafePlanError
-from allowlist_sync.notify import build_message, decide, message_text, send_webhook, should_notify
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan
+from allowlist_sync.reporting.notify import (
+    build_message,
+    decide,
+    message_text,
+    send_webhook,
+    should_notify,
+)
 
 HOOK = "https://hooks.slack.example/services/T000/B000/XXXXsecretXXXX"
 NETS = tuple(ipaddress.ip_network(f"10.0.{i}.0/24") for i in range(3))

@@ -7,7 +7,7 @@ import email.utils
 import pytest
 from structlog.testing import capture_logs
 
-from allowlist_sync.retries import (
+from allowlist_sync.net.retries import (
     RetryPolicy,
     Transient,
     backoff_seconds,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from allowlist_sync.runstate import RunState, load_state, save_state, state_path
+from allowlist_sync.reporting.runstate import RunState, load_state, save_state, state_path
 
 
 def test_round_trip(tmp_path: Path) -> None:

@@ -21,7 +21,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings, load_settings
-from allowlist_sync.crontab import cron_trigger, job_options, translate_day_of_week
 from allowlist_sync.errors import (
     AllowlistSyncError,
     ApiError,
@@ -30,7 +29,8 @@ from allowlist_sync.errors import (
     UnsafePlanError,
 )
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.scheduler import JOB_ID, SyncService, build_trigger, retry_delay
+from allowlist_sync.serve.crontab import cron_trigger, job_options, translate_day_of_week
+from allowlist_sync.serve.scheduler import JOB_ID, SyncService, build_trigger, retry_delay
 
 TOKEN = "dbtc_unit_test_token_123"
 MONDAY = datetime(2025, 10, 27, 12, 0, tzinfo=UTC)  # a Monday: Microsoft's usual publication day

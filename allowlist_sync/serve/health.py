@@ -19,9 +19,9 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol, cast
 
-from allowlist_sync.httpserver import LocalHTTPServer
 from allowlist_sync.logs import get_logger
-from allowlist_sync.metrics import SyncMetrics
+from allowlist_sync.net.httpserver import LocalHTTPServer
+from allowlist_sync.reporting.metrics import SyncMetrics
 
 log = get_logger(__name__)
 

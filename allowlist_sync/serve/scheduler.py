@@ -43,12 +43,12 @@ from apscheduler.events import (
 
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings
-from allowlist_sync.crontab import JOB_ID, add_sync_job, build_trigger, create_scheduler
 from allowlist_sync.errors import AllowlistSyncError, ConfigError, ExitCode
-from allowlist_sync.health import HealthServer
 from allowlist_sync.logs import get_logger, redact
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.report import Reporter
+from allowlist_sync.reporting.report import Reporter
+from allowlist_sync.serve.crontab import JOB_ID, add_sync_job, build_trigger, create_scheduler
+from allowlist_sync.serve.health import HealthServer
 from allowlist_sync.sync import RunOptions, run_once
 
 log = get_logger(__name__)

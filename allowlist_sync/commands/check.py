@@ -15,11 +15,11 @@ import orjson
 from pydantic import SecretStr
 
 from allowlist_sync.config import Settings, env_name
-from allowlist_sync.crontab import cron_trigger
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.rules import find_owned_rule, rule_set_enabled
 from allowlist_sync.errors import AllowlistSyncError, ExitCode
 from allowlist_sync.logs import REDACTED, display_url, get_logger, redact, register_secret
+from allowlist_sync.serve.crontab import cron_trigger
 
 log = get_logger(__name__)
 

@@ -20,10 +20,10 @@ from prometheus_client.exposition import pushadd_to_gateway, write_to_textfile
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.config import Settings
 from allowlist_sync.logs import get_logger, register_secret
-from allowlist_sync.metrics import SyncMetrics
-from allowlist_sync.notify import build_message, decide, safe_url, send_webhook
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.runstate import RunState, load_state, save_state, state_path
+from allowlist_sync.reporting.metrics import SyncMetrics
+from allowlist_sync.reporting.notify import build_message, decide, safe_url, send_webhook
+from allowlist_sync.reporting.runstate import RunState, load_state, save_state, state_path
 
 log = get_logger(__name__)
 

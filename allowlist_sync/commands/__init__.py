@@ -1,0 +1,1 @@
+"""Commands other than the sync itself: the `check` preflight and the `demo`."""

@@ -1,0 +1,1 @@
+"""Telling people and machines how runs went: metrics, Pushgateway/textfile export, webhooks."""

@@ -1,0 +1,1 @@
+"""`allowlist-sync serve`: the pipeline on a schedule, with health, status and retries."""
