@@ -237,3 +237,28 @@ def test_store_other_through_the_control_api() -> None:
     response = call(store, "POST", "/_emulator/faults", fault, headers={})
     assert response.status == 200
     assert json.loads(json.dumps(body_of(response)))["faults"][0]["action"] == "store_other"
+
+
+def test_store_other_with_drop_after_on_the_same_write() -> None:
+    """A write hit by drop_after and store_other is stored short and unanswered; both logged."""
+    store = EmulatorStore()
+    store.add_fault(Fault(action="drop_after", method="POST"))
+    store.add_fault(Fault(action="store_other", method="POST"))
+    response = call(store, "POST", RULES, rule_body(["10.0.0.0/24"]))
+    assert response.drop is True
+    assert cidr_strings(only_rule(store)) == []
+    assert store.requests[-1].fault == "drop_after+store_other"
+
+
+def test_store_other_times_two_and_a_status_fault_first() -> None:
+    """A write refused by a status fault is not processed, so store_other waits for the next."""
+    store = EmulatorStore()
+    rule_id = store.seed_rule("azure-ad", cidrs=["10.0.0.0/24"])
+    store.add_fault(Fault(action="status", status=503, method="PUT"))
+    store.add_fault(Fault(action="store_other", method="PUT", times=2))
+    assert put(store, rule_id, ["10.0.1.0/24"]).status == 503
+    assert store.faults[0].times == 2
+    assert put(store, rule_id, ["10.0.1.0/24"]).status == 200
+    assert put(store, rule_id, ["10.0.2.0/24", "10.0.3.0/24"]).status == 200
+    assert store.faults == []
+    assert cidr_strings(only_rule(store)) == ["10.0.0.0/24", "10.0.2.0/24"]
