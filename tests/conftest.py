@@ -57,10 +57,20 @@ def write_feed(path: Path, prefixes: list[str], *, base: Path = PUBLIC_FEED) -> 
     return path
 
 
+#: Run a test (or a module, as `pytestmark`) against the emulator in both modes.
+BOTH_MODES = pytest.mark.parametrize("emulator_mode", ["lenient", "strict"], indirect=True)
+
+
 @pytest.fixture
-def store() -> EmulatorStore:
-    """A fresh emulated account."""
-    return EmulatorStore(account_id=ACCOUNT_ID, token=TOKEN)
+def emulator_mode(request: pytest.FixtureRequest) -> str:
+    """How the `store` fixture judges writes: "lenient" unless parametrized with BOTH_MODES."""
+    return str(getattr(request, "param", "lenient"))
+
+
+@pytest.fixture
+def store(emulator_mode: str) -> EmulatorStore:
+    """A fresh emulated account, lenient or strict (see `emulator_mode`)."""
+    return EmulatorStore(account_id=ACCOUNT_ID, token=TOKEN, strict=emulator_mode == "strict")
 
 
 @pytest.fixture

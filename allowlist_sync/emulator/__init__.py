@@ -1,20 +1,29 @@
 """A local emulator of the dbt Admin API IP-restriction endpoints, for demos and tests.
 
-`EmulatorStore` holds the state and answers parsed requests; `EmulatorServer` serves it over
-loopback HTTP from a daemon thread; `serve_forever` is the blocking `allowlist-sync emulator`.
+The public surface is `__all__`: `EmulatorStore` holds the emulated account and answers parsed
+requests; `EmulatorServer` serves a store over loopback HTTP from a daemon thread;
+`serve_forever` is the blocking `allowlist-sync emulator`; `Fault` is what a test injects.
+Behind it, a module per job (docs/emulator.md describes the behaviour):
+
+    server.py    HTTP: bytes in, bytes out; the daemon thread and the CLI entry
+    store.py     EmulatorStore: one lock, faults, the request log, the Python API for tests
+    control.py   the /_emulator/ control API (seed, caller IP, enforcement, strict, faults)
+    api.py       the /api/ surface: token, IP-restriction gate, routes, reads, rule set
+    writes.py    rule create/update semantics, the platform's quirks, lenient and strict
+    schema.py    request bodies and query parameters checked against the OpenAPI schemas
+    account.py   the account's rules and CIDRs, enforcement, JSON rendering
+    envelope.py  the Response value and the {status, data} error envelope
+    faults.py    fault injection: which requests, what to break, how many times
 """
 
 from __future__ import annotations
 
+from allowlist_sync.emulator.account import DEFAULT_ACCOUNT_ID
+from allowlist_sync.emulator.api import DEFAULT_TOKEN
+from allowlist_sync.emulator.envelope import Response
 from allowlist_sync.emulator.faults import Fault
 from allowlist_sync.emulator.server import EmulatorServer, serve_forever
-from allowlist_sync.emulator.store import (
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_TOKEN,
-    EmulatorStore,
-    RequestRecord,
-    Response,
-)
+from allowlist_sync.emulator.store import EmulatorStore, RequestRecord
 
 __all__ = [
     "DEFAULT_ACCOUNT_ID",

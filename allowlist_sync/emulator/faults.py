@@ -12,8 +12,13 @@ from typing import Any
 # "drop_after": process the request (state changes), then close without an answer.
 # "delay_before": sleep `seconds`, then process and answer normally.
 # "delay_after": process, sleep `seconds`, then answer.
+# "store_other": answer a rule write (create or update) as usual, but store something other
+#   than what was sent: the write's last added CIDR is dropped (or, for a write that only
+#   removes, its first removal is undone). Taken only by a write that changed the rule, so
+#   reads and refused writes leave it pending. For tests of the verify step.
+STORE_OTHER = "store_other"
 ACTIONS: frozenset[str] = frozenset(
-    {"status", "drop_before", "drop_after", "delay_before", "delay_after"}
+    {"status", "drop_before", "drop_after", "delay_before", "delay_after", STORE_OTHER}
 )
 
 _FIELDS = ("method", "path_regex", "times", "action", "status", "retry_after", "seconds")
@@ -87,10 +92,16 @@ class Fault:
             raise ValueError(str(exc)) from None
 
 
-def take_fault(faults: list[Fault], method: str, path: str) -> Fault | None:
-    """Consume one use of the first matching fault (caller holds the lock); None if none match."""
+def take_fault(
+    faults: list[Fault], method: str, path: str, *, after_write: bool = False
+) -> Fault | None:
+    """Consume one use of the first matching fault (caller holds the lock); None if none match.
+
+    Before processing (`after_write` False) every action but `store_other` is considered;
+    after a write that changed a rule (`after_write` True) only `store_other` is.
+    """
     for index, fault in enumerate(faults):
-        if fault.matches(method, path):
+        if (fault.action == STORE_OTHER) == after_write and fault.matches(method, path):
             fault.times -= 1
             if fault.times <= 0:
                 del faults[index]

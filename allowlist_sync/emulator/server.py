@@ -14,14 +14,10 @@ from types import TracebackType
 from typing import Any, TextIO, cast
 from urllib.parse import parse_qs, urlsplit
 
-from allowlist_sync.emulator.store import (
-    DEFAULT_ACCOUNT_ID,
-    DEFAULT_MAX_PAGE_SIZE,
-    DEFAULT_TOKEN,
-    EmulatorStore,
-    Response,
-    error_response,
-)
+from allowlist_sync.emulator.account import DEFAULT_ACCOUNT_ID
+from allowlist_sync.emulator.api import DEFAULT_MAX_PAGE_SIZE, DEFAULT_TOKEN
+from allowlist_sync.emulator.envelope import Response, error_response
+from allowlist_sync.emulator.store import EmulatorStore
 from allowlist_sync.net.httpserver import LocalHTTPServer
 
 MAX_BODY_BYTES = 1 << 20
@@ -225,8 +221,12 @@ class EmulatorServer:
         port: int = 0,
         quiet: bool = False,
         log: TextIO | None = None,
+        strict: bool | None = None,
     ) -> None:
+        """Serve `store` (a fresh default one if None); `strict`, when given, sets its mode."""
         self.store = store if store is not None else EmulatorStore()
+        if strict is not None:
+            self.store.strict = strict
         self._host = host
         self._port = port
         self._quiet = quiet

@@ -8,8 +8,9 @@ from pydantic import SecretStr
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import AuthError, ConflictError, NotFoundError
-from tests.conftest import ACCOUNT_ID, TOKEN
+from tests.conftest import ACCOUNT_ID, BOTH_MODES, TOKEN
 
+pytestmark = BOTH_MODES
 OWNED = "owned"
 
 
@@ -19,9 +20,10 @@ def make_client(server: EmulatorServer, token: str = TOKEN, account: int = ACCOU
     )
 
 
-def test_pagination_across_pages() -> None:
+def test_pagination_across_pages(emulator_mode: str) -> None:
     """All rules are read when the server pages them two at a time."""
-    store = EmulatorStore(account_id=ACCOUNT_ID, token=TOKEN, max_page_size=2)
+    strict = emulator_mode == "strict"
+    store = EmulatorStore(account_id=ACCOUNT_ID, token=TOKEN, max_page_size=2, strict=strict)
     for i in range(5):
         store.seed_rule(f"rule {i}", cidrs=[f"10.{i}.0.0/16"])
     with EmulatorServer(store, quiet=True) as server, make_client(server) as client:
@@ -79,3 +81,28 @@ def test_bad_token_and_wrong_account(emulator: EmulatorServer) -> None:
         client.list_rules()
     with make_client(emulator, account=ACCOUNT_ID + 1) as client, pytest.raises(NotFoundError):
         client.list_rules()
+
+
+@pytest.mark.parametrize("enveloped", [False, True], ids=["bare-spec", "enveloped"])
+def test_validate_is_read_in_either_shape(
+    emulator: EmulatorServer, store: EmulatorStore, enveloped: bool
+) -> None:
+    """caller_allowed reads the spec's bare validate answer and an enveloped one alike."""
+    store.validate_enveloped = enveloped
+    office = store.seed_rule("office", cidrs=["127.0.0.0/8"])
+    with make_client(emulator) as client:
+        assert client.caller_allowed(1) is True
+        assert client.caller_allowed(1, without_rule_id=office) is False
+    assert [r.status for r in store.requests] == [200, 200]
+
+
+def test_create_answered_200_as_the_spec_says(
+    emulator: EmulatorServer, store: EmulatorStore
+) -> None:
+    """The emulator answers a create 200 (the spec), and the client takes the rule from it."""
+    with make_client(emulator) as client:
+        created = client.create_owned_rule(
+            cidrs=["10.0.0.0/8"], description="d", rule_set_enabled=False
+        )
+    assert [(r.method, r.status) for r in store.requests] == [("POST", 200)]
+    assert created.rule.id == store.snapshot()[0]["id"]

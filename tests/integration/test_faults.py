@@ -16,8 +16,9 @@ from allowlist_sync.emulator import EmulatorStore, Fault
 from allowlist_sync.errors import ExitCode
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import PUBLIC_FEED, aad_prefixes, feed_doc, owned_rule, write_feed
+from tests.conftest import BOTH_MODES, PUBLIC_FEED, aad_prefixes, feed_doc, owned_rule, write_feed
 
+pytestmark = BOTH_MODES
 PUBLISHED = aad_prefixes(feed_doc())
 RULES = r"/ip-restrictions/$"
 ONE_RULE = r"/ip-restrictions/\d+$"

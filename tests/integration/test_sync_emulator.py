@@ -8,6 +8,7 @@ from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorStore
 from allowlist_sync.sync import RunOptions, run_once
 from tests.conftest import (
+    BOTH_MODES,
     PUBLIC_FEED,
     aad_prefixes,
     feed_doc,
@@ -16,6 +17,7 @@ from tests.conftest import (
     write_feed,
 )
 
+pytestmark = BOTH_MODES
 PUBLISHED = aad_prefixes(feed_doc())
 
 

@@ -11,8 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allowlist_sync.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, EmulatorStore, Fault
-from allowlist_sync.emulator.store import Response, cidr_ipv6, parse_network
+from allowlist_sync.emulator import (
+    DEFAULT_ACCOUNT_ID,
+    DEFAULT_TOKEN,
+    EmulatorStore,
+    Fault,
+    Response,
+)
+from allowlist_sync.emulator.account import cidr_ipv6, mapped_network
 
 AUTH = {"Authorization": f"Token {DEFAULT_TOKEN}"}
 BASE = f"/api/v3/accounts/{DEFAULT_ACCOUNT_ID}"
@@ -207,13 +213,13 @@ def test_unsupported_methods_are_405(store: EmulatorStore, method: str, path: st
 
 
 def test_create_stores_cidrs_exactly_as_sent(store: EmulatorStore) -> None:
-    """Create answers 201 with the rule, cidr strings verbatim and cidr_ipv6 computed."""
+    """Create answers 200 (the spec) with the rule, cidr strings verbatim and cidr_ipv6 computed."""
     response = call(
         store, "POST", RULES, rule_body(["52.45.144.63", "20.190.128.0/18", "2001:DB8::/32"])
     )
-    assert response.status == 201
+    assert response.status == 200
     body = body_of(response)
-    assert body["status"]["code"] == 201
+    assert body["status"]["code"] == 200
     assert body["extra"] == {"failed_cidrs": [], "cidrs_already_exists": []}
     assert body["error_code"] is None
     rule = body["data"]
@@ -244,7 +250,7 @@ def test_create_reports_invalid_and_duplicate_cidrs(store: EmulatorStore) -> Non
     """Invalid strings go to failed_cidrs; a network sent twice goes to cidrs_already_exists."""
     body = rule_body(["10.1.0.0/16", "not-an-ip", "10.1.2.3/16", "1.2.3.4/33", "10.2.0.0/16"])
     response = call(store, "POST", RULES, body)
-    assert response.status == 201
+    assert response.status == 200
     extra = body_of(response)["extra"]
     assert extra == {
         "failed_cidrs": ["not-an-ip", "1.2.3.4/33"],
@@ -268,7 +274,7 @@ def test_create_with_every_cidr_invalid_is_400_and_stores_nothing(store: Emulato
 def test_create_with_no_cidrs_makes_an_empty_rule(store: EmulatorStore) -> None:
     """A create with an empty cidrs list attempts nothing, so it succeeds with an empty rule."""
     response = call(store, "POST", RULES, rule_body([], description="owned by allowlist-sync"))
-    assert response.status == 201
+    assert response.status == 200
     assert body_of(response)["data"]["cidrs"] == []
     assert body_of(response)["data"]["description"] == "owned by allowlist-sync"
 
@@ -304,7 +310,7 @@ def test_same_network_in_allow_and_deny_fails_the_second(store: EmulatorStore) -
     """A network already in an active rule of the other type lands in failed_cidrs."""
     store.seed_rule("deny", type=2, cidrs=["198.51.100.0/24"])
     response = call(store, "POST", RULES, rule_body(["198.51.100.7/24", "192.0.2.0/24"]))
-    assert response.status == 201
+    assert response.status == 200
     assert body_of(response)["extra"]["failed_cidrs"] == ["198.51.100.7/24"]
     assert cidr_strings(body_of(response)["data"]) == ["192.0.2.0/24"]
 
@@ -462,7 +468,7 @@ def test_rule_write_with_other_rule_set_enabled_flips_enforcement(store: Emulato
     """A rule write whose rule_set_enabled differs toggles the account and counts a flip."""
     other = store.seed_rule("other", cidrs=["127.0.0.0/8"])
     response = call(store, "POST", RULES, rule_body(["10.0.0.0/24"], enabled=True))
-    assert response.status == 201
+    assert response.status == 200
     assert store.rule_set_enabled is True
     assert store.enforcement_flips == 1
     assert body_of(call(store, "GET", f"{RULES}{other}"))["data"]["rule_set_enabled"] is True
@@ -504,32 +510,35 @@ def validate(store: EmulatorStore, suffix: str = "", ip: str = PEER) -> Response
 
 
 def test_validate_checks_allow_and_deny_rules(store: EmulatorStore) -> None:
-    """The caller is valid when inside an allow CIDR and in no deny CIDR."""
-    assert body_of(validate(store, ip="203.0.113.7"))["data"] == {"is_valid_for_admin": False}
+    """The caller is valid when inside an allow CIDR and in no deny CIDR (the spec's bare shape)."""
+    assert body_of(validate(store, ip="203.0.113.7")) == {"is_valid_for_admin": False}
     store.seed_rule("allow", cidrs=["203.0.113.0/24"])
-    ok = body_of(validate(store, ip="203.0.113.7"))
-    assert ok["data"] == {"is_valid_for_admin": True}
-    assert ok["status"]["code"] == 200
+    assert body_of(validate(store, ip="203.0.113.7")) == {"is_valid_for_admin": True}
     store.seed_rule("deny", type=2, cidrs=["203.0.113.7"])
-    assert body_of(validate(store, ip="203.0.113.7"))["data"]["is_valid_for_admin"] is False
-    assert body_of(validate(store, ip="203.0.113.8"))["data"]["is_valid_for_admin"] is True
+    assert body_of(validate(store, ip="203.0.113.7"))["is_valid_for_admin"] is False
+    assert body_of(validate(store, ip="203.0.113.8"))["is_valid_for_admin"] is True
 
 
 def test_validate_excluding_a_rule_ignores_it(store: EmulatorStore) -> None:
     """validate/{rule_id} answers as if that rule did not exist."""
     first = store.seed_rule("allow-a", cidrs=["203.0.113.0/24"])
     response = validate(store, str(first), ip="203.0.113.7")
-    assert body_of(response)["data"]["is_valid_for_admin"] is False
+    assert body_of(response)["is_valid_for_admin"] is False
     store.seed_rule("allow-b", cidrs=["203.0.113.7/32"])
     response = validate(store, str(first), ip="203.0.113.7")
-    assert body_of(response)["data"]["is_valid_for_admin"] is True
+    assert body_of(response)["is_valid_for_admin"] is True
     assert validate(store, "999").status == 404
 
 
-def test_validate_can_answer_the_bare_shape() -> None:
-    """With validate_enveloped=False the answer is the spec's bare {is_valid_for_admin}."""
-    store = EmulatorStore(validate_enveloped=False)
-    assert body_of(validate(store)) == {"is_valid_for_admin": False}
+def test_validate_can_answer_an_envelope() -> None:
+    """With validate_enveloped=True the answer is wrapped in the data/status envelope."""
+    store = EmulatorStore(validate_enveloped=True)
+    store.seed_rule("allow", cidrs=["127.0.0.0/8"])
+    enveloped = body_of(validate(store))
+    assert enveloped["data"] == {"is_valid_for_admin": True}
+    assert enveloped["status"]["code"] == 200
+    store.validate_enveloped = False
+    assert body_of(validate(store)) == {"is_valid_for_admin": True}
 
 
 def test_validate_unknown_rule_set_is_404(store: EmulatorStore) -> None:
@@ -541,8 +550,8 @@ def test_validate_unknown_rule_set_is_404(store: EmulatorStore) -> None:
 def test_validate_supports_ipv6_callers(store: EmulatorStore) -> None:
     """An IPv6 caller is matched against IPv6 CIDRs."""
     store.seed_rule("v6", cidrs=["2001:db8::/32"])
-    assert body_of(validate(store, ip="2001:db8::1"))["data"]["is_valid_for_admin"] is True
-    assert body_of(validate(store, ip="2001:db9::1"))["data"]["is_valid_for_admin"] is False
+    assert body_of(validate(store, ip="2001:db8::1"))["is_valid_for_admin"] is True
+    assert body_of(validate(store, ip="2001:db9::1"))["is_valid_for_admin"] is False
 
 
 # ----------------------------------------------------------------------------- enforcement
@@ -589,7 +598,7 @@ def test_status_fault_answers_without_processing(store: EmulatorStore) -> None:
     assert body_of(response)["status"]["is_success"] is False
     assert store.snapshot() == []
     assert store.write_count() == 0
-    assert call(store, "POST", RULES, rule_body(["10.0.0.0/24"])).status == 201
+    assert call(store, "POST", RULES, rule_body(["10.0.0.0/24"])).status == 200
     assert store.write_count() == 1
 
 
@@ -608,7 +617,7 @@ def test_drop_after_processes_then_drops(store: EmulatorStore) -> None:
     store.add_fault(Fault(action="drop_after", method="post"))
     response = call(store, "POST", RULES, rule_body(["10.0.0.0/24"]))
     assert response.drop is True
-    assert response.status == 201
+    assert response.status == 200
     assert len(store.snapshot()) == 1
     assert store.write_count() == 1
 
@@ -700,7 +709,7 @@ def test_request_log_records_requests_but_not_control_or_headers(store: Emulator
     records = store.requests
     assert [(r.method, r.path, r.status) for r in records] == [
         ("GET", RULES, 200),
-        ("POST", RULES, 201),
+        ("POST", RULES, 200),
     ]
     assert records[0].query == {"limit": "5"}
     assert records[0].body is None
@@ -759,12 +768,12 @@ def test_rule_and_cidr_ids_do_not_overlap(store: EmulatorStore) -> None:
 @given(address=st.ip_addresses(v=4), prefix=st.integers(0, 32))
 def test_cidr_ipv6_maps_every_ipv4_network(address: Any, prefix: int) -> None:
     """Every IPv4 network maps to ::ffff:<network>/<96+prefix>, which parses back to itself."""
-    net = parse_network(f"{address}/{prefix}")
+    net = mapped_network(f"{address}/{prefix}")
     assert net is not None
     text = cidr_ipv6(net)
     assert text.startswith("::ffff:")
     assert text.endswith(f"/{96 + prefix}")
-    assert parse_network(text) == net
+    assert mapped_network(text) == net
 
 
 # ----------------------------------------------------------------------------- control API
