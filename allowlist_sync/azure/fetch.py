@@ -16,7 +16,6 @@ import httpx
 
 from allowlist_sync import __version__
 from allowlist_sync.azure.feed import too_large
-from allowlist_sync.config import check_http_url
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import display_url, register_url
 from allowlist_sync.net.retries import (
@@ -26,6 +25,7 @@ from allowlist_sync.net.retries import (
     parse_retry_after,
     retrying,
 )
+from allowlist_sync.net.urls import check_http_url
 
 MAX_REDIRECTS = 5
 # download.microsoft.com and its details pages block clients that do not look like a browser.

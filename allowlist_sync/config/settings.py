@@ -12,10 +12,8 @@ counts as unset, as in an `.env` file with the line left blank.
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import os
-from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,10 +29,13 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from allowlist_sync.cidrs import scope_problem
+from allowlist_sync.config.environment import ENV_PREFIX, env_name, unknown_variables
+from allowlist_sync.config.token import clean_token, read_token_file
 from allowlist_sync.dbt.connection import Connection
 from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import display_url, register_secret, register_url
 from allowlist_sync.net.retries import RetryPolicy
+from allowlist_sync.net.urls import check_http_url, check_url_parts
 from allowlist_sync.serve.durations import MAX_SECONDS, parse_durations
 
 DEFAULT_HOST_URL = "https://cloud.getdbt.com"
@@ -48,157 +49,8 @@ DEFAULT_SCHEDULE = "0 6 * * *"
 #: Delays before a failed `serve` run is tried again; the last one repeats.
 DEFAULT_FAILED_RUN_RETRY = (15 * 60.0, 3600.0, 4 * 3600.0)
 FAMILIES = ("ipv4", "ipv6")
-CLOUDS = ("Public", "AzureGovernment", "China")
 
 CommaList = Annotated[list[str], NoDecode]
-
-ENV_PREFIX = "ALLOWLIST_SYNC_"
-#: `ALLOWLIST_SYNC_*` variables that are valid although no Settings field reads them: the
-#: emulator's token, the container test switches, and the config file setting to come.
-OTHER_ENV_NAMES = frozenset(
-    {
-        "ALLOWLIST_SYNC_EMULATOR_TOKEN",
-        "ALLOWLIST_SYNC_CONFIG",
-        "ALLOWLIST_SYNC_CONTAINER_TESTS",
-        "ALLOWLIST_SYNC_IMAGE",
-    }
-)
-#: The largest token file read; a Secret mount holds a few dozen bytes.
-MAX_TOKEN_FILE_BYTES = 64 * 1024
-_BOM = "\ufeff"
-
-
-def env_name(field: str) -> str:
-    """The environment variable that sets a settings field (a variable name is returned as is)."""
-    info = Settings.model_fields.get(field)
-    if info is None:
-        return field
-    alias = info.validation_alias
-    return alias if isinstance(alias, str) else ENV_PREFIX + field.upper()
-
-
-def setting_env_names() -> frozenset[str]:
-    """Every environment variable this program reads, derived from the Settings fields."""
-    return frozenset(env_name(field) for field in Settings.model_fields) | OTHER_ENV_NAMES
-
-
-def unknown_variables(environ: Mapping[str, str]) -> list[str]:
-    """One problem per set `ALLOWLIST_SYNC_*` variable that no setting reads, with a suggestion."""
-    valid = setting_env_names()
-    # Suggestions compare the part after the prefix, so `ALLOWLIST_SYNC_TOKEN` can point at
-    # DBT_CLOUD_TOKEN as well as `ALLOWLIST_SYNC_RULENAME` at ALLOWLIST_SYNC_RULE_NAME.
-    stems = {name.removeprefix(ENV_PREFIX).removeprefix("DBT_CLOUD_"): name for name in valid}
-    problems = []
-    for name in sorted(environ):
-        upper = name.upper()  # pydantic-settings reads variables case-insensitively
-        if not upper.startswith(ENV_PREFIX) or upper in valid or environ[name] == "":
-            continue
-        close = difflib.get_close_matches(upper.removeprefix(ENV_PREFIX), list(stems), n=1)
-        hint = f"; did you mean {stems[close[0]]}?" if close else ""
-        problems.append(f"{name}: no such setting{hint}")
-    return problems
-
-
-def _token_char_problem(char: str) -> str | None:
-    if char in "\r\n":
-        return "a line break"
-    if char.isspace():
-        return "whitespace"
-    if ord(char) < 0x20 or ord(char) == 0x7F:
-        return "a control character"
-    if ord(char) > 0x7E:
-        return "a non-ASCII character"
-    return None
-
-
-def clean_token(raw: str) -> str:
-    """`raw` without a leading BOM and one trailing line end; ValueError for anything else.
-
-    A token is printable ASCII without spaces; the error names the position, never the value.
-    """
-    text = raw.removeprefix(_BOM)
-    text = text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
-    if not text:
-        raise ValueError("is empty")
-    for position, char in enumerate(text, start=1):
-        problem = _token_char_problem(char)
-        if problem is not None:
-            raise ValueError(
-                f"character {position} is {problem}; a token is printable ASCII without "
-                "spaces (only a leading BOM and one final line end are stripped)"
-            )
-    return text
-
-
-def read_token_file(path: Path) -> str:
-    """The token held in `path`; ConfigError naming the file and the problem, never the value."""
-    where = f"DBT_CLOUD_TOKEN_FILE {path}"
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_TOKEN_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ConfigError(
-            f"invalid configuration: DBT_CLOUD_TOKEN_FILE: cannot read {path}: {exc.strerror}"
-        ) from None
-    if len(data) > MAX_TOKEN_FILE_BYTES:
-        raise ConfigError(
-            f"invalid configuration: {where}: over {MAX_TOKEN_FILE_BYTES} bytes, not a token file"
-        )
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start].decode("utf-8", errors="replace").removeprefix(_BOM)
-        raise ConfigError(
-            f"invalid configuration: {where}: character {len(before) + 1} is not UTF-8; "
-            "a token is printable ASCII"
-        ) from None
-    register_secret(text.strip())  # a stray character must not let the rest be printed
-    try:
-        return clean_token(text)
-    except ValueError as exc:
-        raise ConfigError(f"invalid configuration: {where}: {exc}") from None
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for localhost and loopback addresses, the only hosts allowed plain http."""
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def check_url_parts(url: str, *, show: bool = True) -> None:
-    """Raise ValueError unless `url` is http(s) with a host, a valid port and no user-info.
-
-    Messages show the URL only as `display_url` does (no credentials, no query), and not at
-    all with `show=False` (a webhook URL is a secret as a whole).
-    """
-    if any(char.isspace() or ord(char) < 0x20 or ord(char) == 0x7F for char in url):
-        # urlsplit would silently drop a tab or a line break; a URL never holds one.
-        raise ValueError("must not contain whitespace or control characters")
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        raise ValueError("is not a valid URL (check the host and the port, 1-65535)") from None
-    shown = f"{display_url(url)!r} " if show else ""
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ValueError(f"{shown}is not an http(s) URL")
-    if "@" in parts.netloc:
-        raise ValueError("must not carry user-info (user:password@); the token is its own setting")
-    if port == 0:
-        raise ValueError("has port 0; a port is 1-65535")
-
-
-def check_http_url(url: str, *, show: bool = True) -> None:
-    """Raise ValueError unless `url` is https, or plain http to a loopback host (see above)."""
-    check_url_parts(url, show=show)
-    if urlsplit(url).scheme == "http" and not is_loopback_host(urlsplit(url).hostname):
-        raise ValueError("must use https (plain http is allowed only for loopback hosts)")
 
 
 def _split_commas(value: Any) -> Any:
@@ -547,11 +399,6 @@ class Settings(BaseSettings):
         if self.token_file is not None:
             return f"DBT_CLOUD_TOKEN_FILE ({self.token_file})"
         return "DBT_CLOUD_TOKEN"
-
-    @property
-    def api_base(self) -> str:
-        """The host URL without any `/api` suffix; paths are appended to it."""
-        return self.host_url
 
 
 def load_settings(**overrides: Any) -> Settings:

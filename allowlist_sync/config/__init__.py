@@ -1,0 +1,50 @@
+"""Configuration: the Settings, which variables exist, and the service token.
+
+settings.py      Settings (pydantic-settings) and load_settings: every value checked at load
+environment.py   the variables that exist (from the Settings fields), typos with suggestions
+token.py         the service token: cleaned (BOM, one line end), checked, never echoed
+"""
+
+from allowlist_sync.config.environment import (
+    ENV_PREFIX,
+    OTHER_ENV_NAMES,
+    env_name,
+    setting_env_names,
+    unknown_variables,
+)
+from allowlist_sync.config.settings import (
+    DEFAULT_FAILED_RUN_RETRY,
+    DEFAULT_HOST_URL,
+    DEFAULT_RULE_DESCRIPTION,
+    DEFAULT_RULE_NAME,
+    DEFAULT_SCHEDULE,
+    FAMILIES,
+    Settings,
+    check_source_url,
+    load_settings,
+)
+from allowlist_sync.config.token import MAX_TOKEN_FILE_BYTES, clean_token, read_token_file
+from allowlist_sync.net.urls import check_http_url, check_url_parts, is_loopback_host
+
+__all__ = [
+    "DEFAULT_FAILED_RUN_RETRY",
+    "DEFAULT_HOST_URL",
+    "DEFAULT_RULE_DESCRIPTION",
+    "DEFAULT_RULE_NAME",
+    "DEFAULT_SCHEDULE",
+    "ENV_PREFIX",
+    "FAMILIES",
+    "MAX_TOKEN_FILE_BYTES",
+    "OTHER_ENV_NAMES",
+    "Settings",
+    "check_http_url",
+    "check_source_url",
+    "check_url_parts",
+    "clean_token",
+    "env_name",
+    "is_loopback_host",
+    "load_settings",
+    "read_token_file",
+    "setting_env_names",
+    "unknown_variables",
+]
