@@ -12,9 +12,9 @@ import pytest
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import Settings, env_name
 from allowlist_sync.errors import ExitCode
-from allowlist_sync.metrics import SyncMetrics
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan
+from allowlist_sync.reporting.metrics import SyncMetrics
 
 ROOT = Path(__file__).parents[2]
 README = (ROOT / "README.md").read_text()
