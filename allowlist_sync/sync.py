@@ -172,7 +172,7 @@ def load_source(
     # A flag wins over ALLOWLIST_SYNC_SOURCE_FILE, which serve mode (no flags) relies on.
     from_flags = options.source_file is not None or options.source_url is not None
     feed = load_feed(
-        settings,
+        settings.feed_query(),
         source_file=options.source_file if from_flags else settings.source_file,
         source_url=options.source_url,
         stdin=stdin,

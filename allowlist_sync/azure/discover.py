@@ -40,9 +40,10 @@ from allowlist_sync.azure.feed import (
     parse_http_date,
 )
 from allowlist_sync.azure.fetch import Fetched, UnavailableError, check_url_allowed, fetch
-from allowlist_sync.config import Settings
+from allowlist_sync.azure.query import FeedQuery
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import get_logger, redact
+from allowlist_sync.net.deadline import http_client
 from allowlist_sync.net.retries import RetryPolicy
 
 log = get_logger(__name__)
@@ -94,7 +95,7 @@ class Discovered:
 
 
 def discover_feed(
-    settings: Settings,
+    query: FeedQuery,
     *,
     transport: httpx.BaseTransport | None = None,
     now: datetime | None = None,
@@ -106,26 +107,26 @@ def discover_feed(
     if it is younger than the maximum age, and the run fails otherwise.
     """
     now = now or datetime.now(UTC)
-    cloud = cloud_named(settings.azure_cloud)
+    cloud = cloud_named(query.cloud)
     where = Locations(
         cloud=cloud,
-        details_url=details_url(cloud, settings.azure_details_url),
-        download_base=download_base(cloud, settings.azure_download_base),
-        probe_days=settings.probe_days,
+        details_url=details_url(cloud, query.details_url),
+        download_base=download_base(cloud, query.download_base),
+        probe_days=query.probe_days,
     )
-    cache = FeedCache(settings.cache_dir or default_cache_dir())
-    cached = _load_cached(cache, settings)
+    cache = FeedCache(query.cache_dir or default_cache_dir())
+    cached = _load_cached(cache, query)
     conditional = cached.entry.conditional_headers if cached else no_conditions
-    with httpx.Client(timeout=settings.http_timeout, transport=transport) as client:
+    with http_client(timeout=query.timeout, transport=transport) as client:
         found = discover(
             client,
             where,
             today=now.astimezone(UTC).date(),
-            retry=settings.retry_policy(),
+            retry=query.retry,
             conditional=conditional,
         )
     if found is None:
-        return _from_cache(cached, settings, cache, now)
+        return _from_cache(cached, query, cache, now)
     if found.not_modified and cached is not None:
         return _not_modified(found, cached, cache, now)
     info = SourceInfo(
@@ -138,9 +139,7 @@ def discover_feed(
     )
     # Validated in full before anything uses or caches it; a broken file is an error, not a
     # reason to fall back to the cache.
-    feed = parse_feed(
-        found.fetched.body, source=info, tags=settings.service_tags, expected_cloud=cloud.name
-    )
+    feed = parse_feed(found.fetched.body, source=info, tags=query.tags, expected_cloud=cloud.name)
     if cached is not None and cached.feed.change_number > feed.change_number:
         return _keep_newer_cache(feed, cached)
     cache.store(
@@ -364,9 +363,9 @@ class _Cached:
     feed: Feed
 
 
-def _load_cached(cache: FeedCache, settings: Settings) -> _Cached | None:
+def _load_cached(cache: FeedCache, query: FeedQuery) -> _Cached | None:
     """The cached entry, validated like a download; None (with a warning) when unusable."""
-    entry = cache.load(settings.azure_cloud)
+    entry = cache.load(query.cloud)
     if entry is None:
         return None
     info = SourceInfo(
@@ -380,8 +379,8 @@ def _load_cached(cache: FeedCache, settings: Settings) -> _Cached | None:
         feed = parse_feed(
             entry.body,
             source=info,
-            tags=settings.service_tags,
-            expected_cloud=settings.azure_cloud,
+            tags=query.tags,
+            expected_cloud=query.cloud,
         )
     except FeedError as exc:
         log.warning("cache_ignored", path=str(entry.path), reason=str(exc))
@@ -389,22 +388,20 @@ def _load_cached(cache: FeedCache, settings: Settings) -> _Cached | None:
     return _Cached(entry, replace(feed, source=replace(feed.source, location=entry.url)))
 
 
-def _from_cache(
-    cached: _Cached | None, settings: Settings, cache: FeedCache, now: datetime
-) -> Feed:
+def _from_cache(cached: _Cached | None, query: FeedQuery, cache: FeedCache, now: datetime) -> Feed:
     """Step 3: the last good file when it is young enough; FeedError otherwise."""
     nothing = (
-        f"no service-tags file for cloud {settings.azure_cloud!r}: neither the details page nor "
-        f"the direct download path (last {settings.probe_days} days) gave one"
+        f"no service-tags file for cloud {query.cloud!r}: neither the details page nor "
+        f"the direct download path (last {query.probe_days} days) gave one"
     )
     if cached is None:
         raise FeedError(f"{nothing}, and there is no usable cached copy in {cache.directory}")
     age_days = cached.entry.age(now).total_seconds() / 86400
-    if age_days > settings.max_feed_age_days:
+    if age_days > query.max_age_days:
         raise FeedError(
             f"{nothing}, and the cached copy ({cached.entry.url}, dated "
             f"{cached.entry.file_date or 'unknown'}) is {age_days:.1f} days old, over "
-            f"ALLOWLIST_SYNC_MAX_FEED_AGE ({settings.max_feed_age_days:g} days)"
+            f"ALLOWLIST_SYNC_MAX_FEED_AGE ({query.max_age_days:g} days)"
         )
     log.warning(
         "using_cached_feed",
@@ -412,13 +409,13 @@ def _from_cache(
         file_date=cached.entry.file_date,
         fetched_at=cached.entry.fetched_at.isoformat(),
         age_days=round(age_days, 2),
-        max_age_days=settings.max_feed_age_days,
+        max_age_days=query.max_age_days,
         reason="Microsoft's details page and direct download path gave no file",
     )
     warning = (
         f"Microsoft's download center gave no file; using the cached copy "
         f"({cached.entry.url}, dated {cached.entry.file_date or 'unknown'}, downloaded "
         f"{cached.entry.fetched_at.isoformat()}), {age_days:.1f} days old; runs fail once it is "
-        f"over ALLOWLIST_SYNC_MAX_FEED_AGE ({settings.max_feed_age_days:g} days)"
+        f"over ALLOWLIST_SYNC_MAX_FEED_AGE ({query.max_age_days:g} days)"
     )
     return replace(cached.feed, warnings=(*cached.feed.warnings, warning))

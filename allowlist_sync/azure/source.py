@@ -32,13 +32,14 @@ from allowlist_sync.azure.feed import (
     too_large,
 )
 from allowlist_sync.azure.fetch import fetch
-from allowlist_sync.config import Settings
+from allowlist_sync.azure.query import FeedQuery
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import redact
+from allowlist_sync.net.deadline import http_client
 
 
 def load_feed(
-    settings: Settings,
+    query: FeedQuery,
     *,
     source_file: str | None = None,
     source_url: str | None = None,
@@ -52,30 +53,28 @@ def load_feed(
     cached copy is) and the feed's age.
     """
     now = now or datetime.now(UTC)
-    feed = _load(settings, source_file, source_url, stdin, transport, now)
-    return check_age(
-        feed, now=now, max_age_days=settings.max_feed_age_days, fail=source_file is None
-    )
+    feed = _load(query, source_file, source_url, stdin, transport, now)
+    return check_age(feed, now=now, max_age_days=query.max_age_days, fail=source_file is None)
 
 
 def _load(
-    settings: Settings,
+    query: FeedQuery,
     source_file: str | None,
     source_url: str | None,
     stdin: BinaryIO | None,
     transport: httpx.BaseTransport | None,
     now: datetime,
 ) -> Feed:
-    tags = settings.service_tags
-    cloud = settings.azure_cloud
+    tags = query.tags
+    cloud = query.cloud
     if source_file is not None:
         body, info = _read_file(source_file, stdin)
         return parse_feed(body, source=info, tags=tags, expected_cloud=cloud)
-    url = source_url or settings.source_url
+    url = source_url or query.source_url
     if url is None:
-        return discover_feed(settings, transport=transport, now=now)
-    with httpx.Client(timeout=settings.http_timeout, transport=transport) as client:
-        fetched = fetch(client, url, retry=settings.retry_policy(), max_bytes=MAX_FEED_BYTES)
+        return discover_feed(query, transport=transport, now=now)
+    with http_client(timeout=query.timeout, transport=transport) as client:
+        fetched = fetch(client, url, retry=query.retry, max_bytes=MAX_FEED_BYTES)
     info = SourceInfo(
         kind="url",
         # Shown in plans and JSON: a signed redirect target's query stays out of them.

@@ -28,6 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from allowlist_sync.azure.query import FeedQuery
 from allowlist_sync.cidrs import scope_problem
 from allowlist_sync.config.environment import ENV_PREFIX, env_name, unknown_variables
 from allowlist_sync.config.token import clean_token, read_token_file
@@ -380,6 +381,21 @@ class Settings(BaseSettings):
     def api_retry_policy(self) -> RetryPolicy:
         """How dbt API calls are retried: as any call, plus dbt's 429 cool-down."""
         return replace(self.retry_policy(), rate_limit_cooldown=self.rate_limit_cooldown)
+
+    def feed_query(self) -> FeedQuery:
+        """What the Azure source fetches, as plain values for the azure package."""
+        return FeedQuery(
+            tags=tuple(self.service_tags),
+            cloud=self.azure_cloud,
+            source_url=self.source_url,
+            details_url=self.azure_details_url,
+            download_base=self.azure_download_base,
+            probe_days=self.probe_days,
+            cache_dir=self.cache_dir,
+            max_age_days=self.max_feed_age_days,
+            timeout=self.http_timeout,
+            retry=self.retry_policy(),
+        )
 
     def dbt_connection(self) -> Connection:
         """How to reach the configured account, as plain values for the dbt client."""

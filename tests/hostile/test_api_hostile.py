@@ -207,3 +207,21 @@ def test_a_listing_over_the_limit_in_total_is_refused() -> None:
         outcome = run_bounded(hostile_settings(url, api_max_body_bytes=1_000_000))
     assert_failed_without_secret(outcome, "bad_response", "over the 1000000-byte limit in total")
     assert outcome.requests == 2
+
+
+def test_a_dripping_feed_server_cannot_hold_the_run() -> None:
+    """A mirror that drips the service-tags file ends the run after the request deadline; the
+    dbt API is never called."""
+    body = http_response(PUBLIC_FEED.read_bytes())
+    with hostile_server(lambda _line: body, drip_seconds=0.05) as url:
+        settings = hostile_settings("http://127.0.0.1:9", http_timeout=0.5)
+        result: list[Outcome] = []
+        options = RunOptions(source_url=f"{url}/ServiceTags_Public_20251028.json")
+        thread = threading.Thread(target=lambda: result.append(run_once(settings, options)))
+        thread.start()
+        thread.join(20)
+        assert not thread.is_alive(), "the run hung"
+    outcome = result[0]
+    assert outcome.status == "failed" and outcome.error is not None
+    assert outcome.error.kind == "feed" and "timed out" in str(outcome.error)
+    assert outcome.requests == 0

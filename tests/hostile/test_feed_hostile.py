@@ -282,7 +282,7 @@ def test_huge_source_file_names_its_real_size(tmp_path: Path, make_settings: Any
     with path.open("wb") as handle:  # sparse: no disk is used
         handle.truncate(HUGE)
     with pytest.raises(FeedError) as info:
-        load_feed(make_settings(), source_file=str(path))
+        load_feed(make_settings().feed_query(), source_file=str(path))
     assert str(info.value) == (
         f"{path}: the body is 166723584 bytes (159.0 MiB), over the 64 MiB limit"
     )
@@ -304,7 +304,7 @@ def test_huge_stdin_is_cut_off_without_a_size(make_settings: Any) -> None:
     """An endless stdin is read to the limit plus one byte and reported as over the limit."""
     stdin = Zeros()
     with pytest.raises(FeedError, match=r"^<stdin>: the body is over the 64 MiB limit$"):
-        load_feed(make_settings(), source_file="-", stdin=stdin)  # type: ignore[arg-type]
+        load_feed(make_settings().feed_query(), source_file="-", stdin=stdin)  # type: ignore[arg-type]
     assert stdin.read_bytes == MAX_FEED_BYTES + 1
 
 

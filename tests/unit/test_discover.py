@@ -360,7 +360,7 @@ def test_conditional_headers_only_for_the_cached_url() -> None:
 
 
 def run_discovery(settings: Settings, site: Site, now: datetime = NOW) -> Any:
-    return discover_feed(settings, transport=httpx.MockTransport(site), now=now)
+    return discover_feed(settings.feed_query(), transport=httpx.MockTransport(site), now=now)
 
 
 def mirror(make_settings: Callable[..., Settings], **overrides: Any) -> Settings:
