@@ -14,14 +14,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from allowlist_sync._version import __version__
+from allowlist_sync.errors import ExitCode  # light: the exception tree only
 
 if TYPE_CHECKING:
     from allowlist_sync.azure.feed import Feed
     from allowlist_sync.config import Settings
     from allowlist_sync.dbt.models import Rule
     from allowlist_sync.plan import Plan
-
-EXIT_USAGE = 64  # also ExitCode.USAGE; argparse runs before anything heavy is imported
 
 
 def _port(text: str) -> int:
@@ -38,7 +37,7 @@ def _port(text: str) -> int:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(ExitCode.USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,11 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `allowlist-sync` command; returns the exit code."""
     args = build_parser().parse_args(argv)
-    from allowlist_sync.errors import ConfigError  # light: the exception tree only
+    from allowlist_sync.errors import ConfigError, exit_code_for
 
     if args.command is None:
         build_parser().print_help(sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     try:
         if args.command == "sync":
             return _sync(args)
@@ -144,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(args)
     except KeyboardInterrupt:
         _json_failure(args, "interrupted", "interrupted")
-        return 130
+        return ExitCode.INTERRUPTED
     except ConfigError as exc:
         from allowlist_sync import logs
 
@@ -156,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         logs.get_logger(__name__).exception("internal_error", command=args.command)
         _json_failure(args, "internal", f"internal error: {type(exc).__name__}: {exc}")
-        return 1
+        return exit_code_for(exc)
     raise AssertionError(args.command)  # pragma: no cover
 
 

@@ -1,7 +1,6 @@
 """The exception tree of allowlist-sync, and the one place that maps it to exit codes.
 
     AllowlistSyncError                 root: every error this program raises on purpose
-    ├── UsageError            (64)     bad command-line usage
     ├── ConfigError           (78)     bad configuration (env, files, flags that contradict)
     ├── FeedError             (1)      the service-tags source could not be read or is invalid
     ├── ApiError              (1)      the dbt Admin API answered with an error or not at all
@@ -39,6 +38,8 @@ class ExitCode(IntEnum):
     #: The platform refused the token or its permission: retrying cannot help, a person must act.
     AUTH = 77
     CONFIG = 78
+    #: Stopped by Ctrl-C (SIGINT), as shells report it.
+    INTERRUPTED = 130
 
 
 class AllowlistSyncError(Exception):
@@ -47,11 +48,6 @@ class AllowlistSyncError(Exception):
     exit_code: ExitCode = ExitCode.FAILED
     #: Short machine-readable kind, used in logs and JSON output.
     kind: str = "error"
-
-
-class UsageError(AllowlistSyncError):
-    exit_code = ExitCode.USAGE
-    kind = "usage"
 
 
 class ConfigError(AllowlistSyncError):

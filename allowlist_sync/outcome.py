@@ -13,6 +13,10 @@ from allowlist_sync.logs import scrub
 from allowlist_sync.plan import Plan
 
 Status = Literal["in_sync", "changes_pending", "applied", "refused", "failed"]
+#: Every status word, in the order reports list them.
+STATUSES: tuple[Status, ...] = ("in_sync", "changes_pending", "applied", "refused", "failed")
+#: Statuses of a run that did its job (a dry run with pending changes included).
+SUCCESS_STATUSES: frozenset[str] = frozenset({"in_sync", "changes_pending", "applied"})
 
 
 @dataclass
@@ -33,6 +37,16 @@ class Outcome:
     duration_seconds: float = 0.0
     error: AllowlistSyncError | None = None
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def succeeded(self) -> bool:
+        """The run did its job: in sync, changes pending on a dry run, or applied and verified."""
+        return self.status in SUCCESS_STATUSES
+
+    @property
+    def changed(self) -> bool:
+        """The run wrote a change to the rule (and verified it)."""
+        return self.status == "applied"
 
     def exit_code(self, *, detailed: bool = False) -> ExitCode:
         """The process exit code for this outcome (README "Exit codes")."""

@@ -69,7 +69,7 @@ def run_demo(out: TextIO) -> int:
                 f"[status {outcome.status}; {outcome.requests} API requests, "
                 f"{outcome.writes} writes]\n"
             )
-            if outcome.status not in ("in_sync", "changes_pending", "applied"):
+            if not outcome.succeeded:
                 return 1
         others = [r for r in store.snapshot() if r["name"] != settings.rule_name]
         out.write(

@@ -29,13 +29,11 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync import __version__
-from allowlist_sync.outcome import Outcome
+from allowlist_sync.outcome import STATUSES, Outcome
 
 PREFIX = "allowlist_sync"
 #: Every outcome status, so that each `runs_total` series exists (at 0) from the start.
-STATUSES = ("in_sync", "changes_pending", "applied", "refused", "failed")
 #: Statuses of a run that did its job (exit code 0).
-SUCCESS_STATUSES = frozenset({"in_sync", "changes_pending", "applied"})
 #: Why a scheduled run did not start: past the misfire grace time, or the previous one still ran.
 SKIP_REASONS = ("missed", "overlap")
 
@@ -105,7 +103,7 @@ class SyncMetrics:
             v.runs[outcome.status] = v.runs.get(outcome.status, 0.0) + 1
             v.last_run = now
             v.last_duration = outcome.duration_seconds
-            ok = outcome.status in SUCCESS_STATUSES
+            ok = outcome.succeeded
             v.last_ok = 1.0 if ok else 0.0
             if ok:
                 v.last_success = now

@@ -27,16 +27,15 @@ from allowlist_sync import __version__
 from allowlist_sync.cidrs import sorted_networks
 from allowlist_sync.errors import ExitCode
 from allowlist_sync.logs import get_logger, redact, register_secret
-from allowlist_sync.outcome import Outcome
+from allowlist_sync.net.retries import RETRYABLE_STATUSES
+from allowlist_sync.outcome import STATUSES, Outcome
 
 log = get_logger(__name__)
 
 #: `ALLOWLIST_SYNC_NOTIFY` values.
-POLICIES = ("changes", "always", "never")
 #: Statuses worth a message under the default policy: a change made or pending, or a problem.
-NOTEWORTHY = frozenset({"applied", "changes_pending", "refused", "failed"})
+NOTEWORTHY = frozenset(STATUSES) - {"in_sync"}
 #: Statuses worth another attempt: the receiver was busy or failed, not "your message is bad".
-_RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: How many CIDRs a message lists per direction before "and N more".
 MAX_LISTED = 20
 
@@ -189,7 +188,7 @@ def send_webhook(
                 log.info("webhook_sent", webhook=where, status_code=response.status_code)
                 return True
             error = f"HTTP {response.status_code}"
-            if response.status_code not in _RETRY_STATUSES:
+            if response.status_code not in RETRYABLE_STATUSES:
                 break
     log.warning("webhook_failed", webhook=where, error=error, effect="the run is not affected")
     return False
