@@ -10,35 +10,32 @@ way; nothing is written unless every step before the write succeeded.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
 import httpx
 
+from allowlist_sync.apply import WriteFacts, apply_plan, verify
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.azure.feed import Feed
 from allowlist_sync.azure.source import load_feed
-from allowlist_sync.cidrs import Network, build_desired, network_or_none
+from allowlist_sync.cidrs import Network, build_desired
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
-from allowlist_sync.dbt.models import Rule, WriteResult
+from allowlist_sync.dbt.models import Rule
 from allowlist_sync.dbt.rules import (
     deny_conflicts,
     find_owned_rule,
-    owned_candidates,
     rule_set_enabled,
 )
 from allowlist_sync.errors import (
     AllowlistSyncError,
-    AmbiguousWriteError,
     ApiResponseError,
-    CidrsRejectedError,
-    ConflictError,
     OwnershipError,
     UnsafePlanError,
-    VerifyError,
 )
 from allowlist_sync.guards import (
     Limits,
@@ -49,19 +46,15 @@ from allowlist_sync.guards import (
     lockout_question,
 )
 from allowlist_sync.logs import get_logger
-from allowlist_sync.net.deadline import run_deadline, run_remaining
-from allowlist_sync.net.retries import backoff_seconds
+from allowlist_sync.net.deadline import run_deadline
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, apply_mode, compute_plan
-from allowlist_sync.record import FeedRecord, read_record, with_record
+from allowlist_sync.record import FeedRecord, read_record
 from allowlist_sync.runlock import run_lock
 
 __all__ = ["RunOptions", "find_owned_rule", "rule_set_enabled", "run_once"]
 
 log = get_logger(__name__)
-
-#: After an ambiguous write, how many times to re-read, re-plan and write what is still missing.
-MAX_WRITE_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -87,59 +80,77 @@ def run_once(
 ) -> Outcome:
     """Run the pipeline once and return its Outcome (errors included, never raised)."""
     options = options or RunOptions()
-    started = time.monotonic()
     outcome = Outcome(status="failed", dry_run=options.dry_run, rule_name=settings.rule_name)
-    client: DbtClient | None = None
-    try:
-        with run_deadline(settings.run_timeout), run_lock(lock_dir(settings)):
-            # 1. Source: fetched and validated (scope included) before the target is touched.
-            feed = load_source(settings, options, outcome, stdin=stdin, transport=feed_transport)
-            check_feed_scope(feed.all_prefixes(), limits(settings))
-            # 2. Desired set.
-            desired = desired_set(feed, settings)
-            # 3. Current rule, and what the platform would refuse anyway.
-            client = DbtClient.connect(
-                settings.dbt_connection(),
-                owned_rule_name=settings.rule_name,
-                transport=dbt_transport,
-            )
-            account = read_account(client, settings.rule_name, outcome)
-            desired = drop_deny_conflicts(desired, account.rules, outcome)
-            # 4. Plan (rendered by the caller), 5. guards.
-            plan = make_plan(desired, account.current, settings)
-            outcome.plan = plan
-            log_plan(plan)
-            if options.on_plan is not None:
-                options.on_plan(plan, feed, account.current)
-            guard(plan, feed, account, client, settings, options)
-            if not plan.has_changes:
-                outcome.status = "in_sync"
-            elif options.dry_run:
-                outcome.status = "changes_pending"
-            else:
-                # 6. Apply, 7. verify.
-                apply_and_verify(client, plan, account, desired, feed, settings, options, outcome)
+    started = time.monotonic()
+    with ExitStack() as stack, recorded(outcome):
+        stack.enter_context(run_deadline(settings.run_timeout))
+        stack.enter_context(run_lock(lock_dir(settings)))
+        # 1. Source: fetched and validated (scope included) before the target is touched.
+        feed = load_source(settings, options, outcome, stdin=stdin, transport=feed_transport)
+        check_feed_scope(feed.all_prefixes(), limits(settings))
+        # 2. Desired set.
+        desired = desired_set(feed, settings)
+        # 3. Current rule, and what the platform would refuse anyway.
+        client = stack.enter_context(connected(settings, outcome, dbt_transport))
+        account = read_account(client, settings.rule_name, outcome)
+        desired = drop_deny_conflicts(desired, account.rules, outcome)
+        # 4. Plan (rendered by the caller).
+        plan = make_plan(desired, account.current, settings)
+        outcome.plan = plan
+        log_plan(plan)
+        if options.on_plan is not None:
+            options.on_plan(plan, feed, account.current)
+        # 5. Guards.
+        guard(plan, feed, account, client, settings, options)
+        if not plan.has_changes:
+            outcome.status = "in_sync"
+        elif options.dry_run:
+            outcome.status = "changes_pending"
+        else:
+            # 6. Apply, 7. verify.
+            apply_and_verify(client, plan, account, desired, feed, settings, options, outcome)
         if outcome.failed_cidrs:
             # The rule cannot hold the whole desired set: monitoring must see it (exit 1).
             outcome.status = "failed"
+    outcome.duration_seconds = time.monotonic() - started
+    log_finished(outcome)
+    return outcome
+
+
+@contextmanager
+def recorded(outcome: Outcome) -> Iterator[None]:
+    """Turn an expected failure into the Outcome's status and error (a refusal or a failure)."""
+    try:
+        yield
     except UnsafePlanError as exc:
-        outcome.status = "refused"
-        outcome.error = exc
+        outcome.status, outcome.error = "refused", exc
         log.error("plan_refused", guard=exc.guard, reason=str(exc), **exc.details)
     except OwnershipError as exc:
-        outcome.status = "refused"
-        outcome.error = exc
+        outcome.status, outcome.error = "refused", exc
         log.error("plan_refused", guard="ownership", reason=str(exc))
     except AllowlistSyncError as exc:
-        outcome.status = "failed"
-        outcome.error = exc
+        outcome.status, outcome.error = "failed", exc
         log.error("run_failed", kind=exc.kind, error=str(exc))
+
+
+@contextmanager
+def connected(
+    settings: Settings, outcome: Outcome, transport: httpx.BaseTransport | None
+) -> Iterator[DbtClient]:
+    """The dbt client for the run; its request and write counts land in the Outcome."""
+    client = DbtClient.connect(
+        settings.dbt_connection(), owned_rule_name=settings.rule_name, transport=transport
+    )
+    try:
+        yield client
     finally:
-        if client is not None:
-            outcome.requests = client.request_count
-            outcome.writes = client.write_count
-            client.close()
-        outcome.duration_seconds = time.monotonic() - started
+        outcome.requests = client.request_count
+        outcome.writes = client.write_count
+        client.close()
+
+
+def log_finished(outcome: Outcome) -> None:
+    """The one summary event of a run."""
     log.info(
         "run_finished",
         status=outcome.status,
@@ -152,7 +163,6 @@ def run_once(
         writes=outcome.writes,
         duration_seconds=round(outcome.duration_seconds, 3),
     )
-    return outcome
 
 
 def lock_dir(settings: Settings) -> Path:
@@ -287,7 +297,21 @@ def apply_and_verify(
     outcome: Outcome,
 ) -> None:
     """Steps 6 and 7: write the plan, then read the rule back."""
-    applied = apply_plan(client, plan, account, desired, feed, settings, options)
+
+    def replan(current: Rule | None) -> Plan:
+        again = make_plan(desired, current, settings)
+        guard(again, feed, replace(account, current=current), client, settings, options)
+        if again.has_changes:
+            log_plan(again, replanned=True)
+        return again
+
+    facts = WriteFacts(
+        record=applied_record(feed),
+        enforcement=account.enforcement,
+        new_rule_description=settings.rule_description,
+        retry=settings.retry_policy(),
+    )
+    applied = apply_plan(client, plan, account.current, write=facts, replan=replan)
     outcome.rule_id = applied.rule_id
     outcome.failed_cidrs += applied.failed_cidrs
     outcome.already_existed = applied.already_existed
@@ -337,188 +361,6 @@ def log_plan(plan: Plan, *, replanned: bool = False) -> None:
         mode=plan.mode,
         replanned=replanned,
     )
-
-
-@dataclass(frozen=True)
-class Applied:
-    """What a write achieved: the plan finally written (after any re-plan) and what was refused."""
-
-    plan: Plan
-    rule_id: int | None
-    failed_cidrs: tuple[str, ...] = ()
-    already_existed: tuple[str, ...] = ()
-    #: The rule as read back right after the write (a create re-lists), for verify to reuse.
-    stored: Rule | None = None
-
-
-def apply_plan(
-    client: DbtClient,
-    plan: Plan,
-    account: Account,
-    desired: tuple[Network, ...],
-    feed: Feed,
-    settings: Settings,
-    options: RunOptions,
-) -> Applied:
-    """Write the plan: create the rule, or one PUT. An ambiguous write is re-read, not replayed.
-
-    CIDRs the platform refuses are reported in the result, not retried: the rest of the change
-    stays applied, and the next run tries only what is still missing. A create is followed by a
-    re-read that settles a race with a concurrent run (see `settle_duplicate_create`).
-    """
-    current = account.current
-    for round_ in range(1, MAX_WRITE_ROUNDS + 1):
-        try:
-            result = _write(client, plan, current, feed, settings, account.enforcement)
-        except CidrsRejectedError as exc:
-            log.error(
-                "cidrs_rejected", failed_cidrs=exc.failed_cidrs, already_existed=exc.already_exists
-            )
-            return Applied(
-                plan,
-                current.id if current else None,
-                tuple(exc.failed_cidrs),
-                tuple(exc.already_exists),
-            )
-        except (AmbiguousWriteError, ConflictError) as exc:
-            if round_ == MAX_WRITE_ROUNDS:
-                raise
-            log.warning(
-                "write_unconfirmed",
-                round=round_,
-                error=str(exc),
-                action="re-reading the rule and re-planning; not replaying the write",
-            )
-            _pause(settings, round_)
-            current = _reread(client, settings.rule_name)
-        else:
-            log.info(
-                "applied",
-                rule_id=result.rule.id,
-                created=plan.creates_rule,
-                added=len(plan.add),
-                removed=len(plan.remove),
-                failed_cidrs=result.failed_cidrs,
-                already_existed=result.cidrs_already_exists,
-            )
-            if not plan.creates_rule:
-                return Applied(
-                    plan,
-                    result.rule.id,
-                    tuple(result.failed_cidrs),
-                    tuple(result.cidrs_already_exists),
-                )
-            survivor, stored = settle_duplicate_create(client, result.rule.id, settings.rule_name)
-            if survivor is None:
-                return Applied(
-                    plan,
-                    result.rule.id,
-                    tuple(result.failed_cidrs),
-                    tuple(result.cidrs_already_exists),
-                    stored,
-                )
-            current = survivor
-        # Re-plan against what the account holds now, through the same guards.
-        plan = make_plan(desired, current, settings)
-        guard(plan, feed, replace(account, current=current), client, settings, options)
-        if not plan.has_changes:
-            log.info("write_confirmed_by_reread", round=round_)
-            return Applied(plan, current.id if current else None)
-        log_plan(plan, replanned=True)
-    raise AmbiguousWriteError(  # pragma: no cover - the last round returns or raises above
-        f"the rule did not settle after {MAX_WRITE_ROUNDS} writes"
-    )
-
-
-def settle_duplicate_create(
-    client: DbtClient, created_id: int, rule_name: str
-) -> tuple[Rule | None, Rule | None]:
-    """After creating the owned rule, make sure it is the only one: (rule to switch to, created).
-
-    Two runs started together on an account without the rule may both create it. Each re-lists
-    after its create; when several active rules carry the owned name, the run whose rule has the
-    highest id deletes that rule (the one delete this client can make, by the id the API returned
-    to this very run) and goes on with the lowest-id one. The listing doubles as the read-back
-    that verifies the created rule, so a create costs no extra request.
-    """
-    owned = owned_candidates(client.list_rules(), rule_name)
-    ids = [r.id for r in owned]
-    created = next((r for r in owned if r.id == created_id), None)
-    if len(owned) <= 1 or created is None:
-        return None, created
-    log.warning("duplicate_owned_rule", rule_ids=ids, created=created_id)
-    if created_id != max(ids):
-        return None, created  # the run whose rule has the higher id deletes its own
-    client.delete_created_rule(created_id)
-    survivor = owned[0]
-    log.warning("duplicate_owned_rule_deleted", deleted=created_id, kept=survivor.id)
-    return survivor, None
-
-
-def _reread(client: DbtClient, rule_name: str) -> Rule | None:
-    return find_owned_rule(client.list_rules(), rule_name)
-
-
-def _pause(settings: Settings, round_: int) -> None:
-    """Wait before re-reading after an unconfirmed write: the retry backoff, within the deadline."""
-    wait = backoff_seconds(settings.retry_policy(), round_ + 1)
-    remaining = run_remaining()
-    if remaining is not None:
-        wait = min(wait, max(0.0, remaining))
-    time.sleep(wait)
-
-
-def _write(
-    client: DbtClient,
-    plan: Plan,
-    current: Rule | None,
-    feed: Feed,
-    settings: Settings,
-    enforcement: bool,
-) -> WriteResult:
-    record = applied_record(feed)
-    if current is None:
-        return client.create_owned_rule(
-            cidrs=[str(n) for n in plan.add],
-            description=with_record(settings.rule_description, record),
-            rule_set_enabled=enforcement,
-        )
-    return client.update_owned_rule(
-        current,
-        add=[str(n) for n in plan.add],
-        remove=plan.remove,
-        description=with_record(current.description, record),
-    )
-
-
-def verify(
-    client: DbtClient,
-    rule_id: int,
-    plan: Plan,
-    refused: tuple[str, ...],
-    stored_rule: Rule | None = None,
-) -> None:
-    """Read the rule back: it must hold exactly what the plan leads to, less refused CIDRs.
-
-    In `sync` mode that is the desired set, each network once; in `add-only` mode it also
-    includes what the plan deliberately kept.
-    """
-    rule = stored_rule if stored_rule is not None else client.get_rule(rule_id)
-    refused_networks = {n for n in map(network_or_none, refused) if n is not None}
-    added = [n for n in plan.add if n not in refused_networks]
-    kept = [network_or_none(c.cidr) for c in plan.keep]
-    expected = set(added) | {n for n in kept if n is not None}
-    stored = [network_or_none(c.cidr) for c in rule.active_cidrs]
-    stored_set = {n for n in stored if n is not None}
-    missing = expected - stored_set
-    unexpected = stored_set - expected
-    surplus = len(stored) - (len(kept) + len(added))  # duplicates or entries nobody planned
-    if missing or unexpected or surplus:
-        raise VerifyError(
-            f"rule {rule_id} does not hold the planned set after applying: {len(missing)} "
-            f"missing, {len(unexpected)} unexpected, {surplus:+d} entries against the plan"
-        )
-    log.info("verified", rule_id=rule_id, cidrs=len(stored))
 
 
 def limits(settings: Settings) -> Limits:
