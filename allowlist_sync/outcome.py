@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from allowlist_sync import __version__
+from allowlist_sync._version import __version__
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.cidrs import sorted_networks
 from allowlist_sync.errors import AllowlistSyncError, ExitCode

@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 
 import httpx
 
-from allowlist_sync import __version__
+from allowlist_sync._version import __version__
 from allowlist_sync.azure.feed import too_large
 from allowlist_sync.errors import FeedError
 from allowlist_sync.logs import display_url, register_url

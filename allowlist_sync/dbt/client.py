@@ -19,27 +19,31 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self
 
 import httpx
-from pydantic import SecretStr, ValidationError
+from pydantic import SecretStr
 
-from allowlist_sync import __version__
+from allowlist_sync._version import __version__
+from allowlist_sync.dbt.answers import (
+    dig,
+    error_for,
+    json_body,
+    parse,
+    raise_if_cidrs_rejected,
+    reason,
+    user_message,
+    write_result,
+)
 from allowlist_sync.dbt.connection import DEFAULT_MAX_BODY_BYTES, Connection
 from allowlist_sync.dbt.models import Cidr, Pagination, Rule, RuleType, State, WriteResult
 from allowlist_sync.errors import (
-    AccessDeniedError,
     AmbiguousWriteError,
     ApiError,
     ApiResponseError,
-    AuthError,
-    CidrsRejectedError,
-    ConflictError,
-    ForbiddenError,
-    NotFoundError,
     OwnershipError,
 )
-from allowlist_sync.logs import get_logger, redact, register_secret
+from allowlist_sync.logs import get_logger, register_secret
 from allowlist_sync.net.deadline import http_client
 from allowlist_sync.net.retries import (
     RETRYABLE_STATUSES,
@@ -51,7 +55,6 @@ from allowlist_sync.net.retries import (
 
 log = get_logger(__name__)
 
-_M = TypeVar("_M", Rule, Pagination)
 
 PAGE_SIZE = 100  # the API's maximum `limit`
 #: 10,000 rules: far above any real account; a listing that goes on is a broken server.
@@ -163,10 +166,10 @@ class DbtClient:
             data = body.get("data")
             if not isinstance(data, list):
                 raise ApiResponseError("list response has no 'data' list", **where)
-            pagination = _parse(
-                Pagination, _dig(body, "extra", "pagination"), "GET ip-restrictions/ pagination"
+            pagination = parse(
+                Pagination, dig(body, "extra", "pagination"), "GET ip-restrictions/ pagination"
             )
-            page_rules = [_parse(Rule, item, "GET ip-restrictions/ rule") for item in data]
+            page_rules = [parse(Rule, item, "GET ip-restrictions/ rule") for item in data]
             repeated = sorted({r.id for r in page_rules} & rules.keys())
             if repeated:
                 raise ApiResponseError(
@@ -191,7 +194,7 @@ class DbtClient:
     def get_rule(self, rule_id: int) -> Rule:
         """One rule by id."""
         body = self._request("GET", f"ip-restrictions/{rule_id}")
-        return _parse(Rule, body.get("data"), f"GET ip-restrictions/{rule_id}")
+        return parse(Rule, body.get("data"), f"GET ip-restrictions/{rule_id}")
 
     def caller_allowed(self, rule_set_id: int, *, without_rule_id: int | None = None) -> bool:
         """Whether the platform would let this caller in (optionally with one rule ignored)."""
@@ -222,7 +225,7 @@ class DbtClient:
             "cidrs": [{"cidr": c, "state": int(State.ACTIVE)} for c in cidrs],
         }
         body = self._request("POST", "ip-restrictions/", json=payload)
-        result = _write_result(body, "POST ip-restrictions/")
+        result = write_result(body, "POST ip-restrictions/")
         self.created_rule_ids.add(result.rule.id)
         return result
 
@@ -261,7 +264,7 @@ class DbtClient:
             payload["description"] = description
         path = f"ip-restrictions/{rule.id}"
         body = self._request("PUT", path, json=payload)
-        return _write_result(body, f"PUT {path}")
+        return write_result(body, f"PUT {path}")
 
     def _check_owned(self, rule: Rule) -> None:
         if rule.name != self.owned_rule_name:
@@ -293,7 +296,7 @@ class DbtClient:
                 method=method,
                 path=path,
             ) from None
-        return _json_body(response, method, path)
+        return json_body(response, method, path)
 
     def _send(
         self, method: str, path: str, *, params: dict[str, Any] | None, json: Any, is_write: bool
@@ -305,37 +308,37 @@ class DbtClient:
             )
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             # Nothing reached the server: another attempt is safe for reads and writes alike.
-            raise Transient(f"cannot connect: {_reason(exc)}") from None
+            raise Transient(f"cannot connect: {reason(exc)}") from None
         except httpx.TransportError as exc:
             # Sent, but no (complete) answer: a read may be retried, a write is ambiguous.
             if is_write:
                 self.write_count += 1
                 raise AmbiguousWriteError(
-                    f"no answer after sending ({_reason(exc)}); the write may have been applied",
+                    f"no answer after sending ({reason(exc)}); the write may have been applied",
                     method=method,
                     path=path,
                 ) from None
-            raise Transient(f"no answer ({_reason(exc)})") from None
+            raise Transient(f"no answer ({reason(exc)})") from None
         if is_write:
             self.write_count += 1
         status = response.status_code
         if status in RETRYABLE_STATUSES:
             if is_write and status not in _WRITE_SAFE_RETRY:
                 raise AmbiguousWriteError(
-                    f"HTTP {status} {_user_message(response)}; the write may have been applied",
+                    f"HTTP {status} {user_message(response)}; the write may have been applied",
                     status_code=status,
                     method=method,
                     path=path,
                 )
             raise Transient(
-                f"HTTP {status} {_user_message(response)}".strip(),
+                f"HTTP {status} {user_message(response)}".strip(),
                 status_code=status,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
         if status >= 400:
             if is_write and status == 400:
-                _raise_if_cidrs_rejected(response, method, path)
-            raise _error_for(response, method, path, token_source=self.token_source)
+                raise_if_cidrs_rejected(response, method, path)
+            raise error_for(response, method, path, token_source=self.token_source)
         return response
 
     def _bounded(self, request: httpx.Request) -> httpx.Response:
@@ -372,142 +375,3 @@ class DbtClient:
         return httpx.Response(
             response.status_code, headers=headers, content=b"".join(chunks), request=request
         )
-
-
-def _reason(exc: Exception) -> str:
-    text = str(exc) or type(exc).__name__
-    return redact(text.splitlines()[0])
-
-
-def _json_body(response: httpx.Response, method: str, path: str) -> dict[str, Any]:
-    if response.status_code == 204 or not response.content:
-        return {}
-    try:
-        body = response.json()
-    except ValueError:
-        raise ApiResponseError(
-            f"HTTP {response.status_code} answer is not JSON",
-            status_code=response.status_code,
-            method=method,
-            path=path,
-        ) from None
-    if not isinstance(body, dict):
-        raise ApiResponseError("answer is not a JSON object", method=method, path=path)
-    return body
-
-
-def _user_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return ""
-    status = body.get("status") if isinstance(body, dict) else None
-    if isinstance(status, dict):
-        message = status.get("user_message") or status.get("developer_message") or ""
-        return redact(str(message))[:200]
-    return ""
-
-
-def _error_for(
-    response: httpx.Response,
-    method: str,
-    path: str,
-    *,
-    token_source: str = "DBT_CLOUD_TOKEN",  # noqa: S107
-) -> ApiError:
-    status = response.status_code
-    message = _user_message(response)
-    quoted = f" ({message!r})" if message else ""
-    kwargs: dict[str, Any] = {"status_code": status, "method": method, "path": path}
-    if status == 401:
-        return AuthError(
-            f"the service token was refused (401){quoted}; check the token in {token_source}",
-            **kwargs,
-        )
-    if status == 403:
-        try:
-            data = response.json().get("data")
-        except (ValueError, AttributeError):
-            data = None
-        if isinstance(data, dict) and data.get("account_access_denied"):
-            return AccessDeniedError(
-                "403 account_access_denied: the account's IP restrictions block the address "
-                "this job calls from; allow its egress IP in another rule (only dbt support "
-                "can undo a full lock-out)",
-                **kwargs,
-            )
-        return ForbiddenError(
-            f"forbidden (403){quoted}; the token needs the Security Admin or Account Admin "
-            "permission set",
-            **kwargs,
-        )
-    if status == 404:
-        return NotFoundError(
-            f"not found (404){quoted}; check DBT_CLOUD_ACCOUNT_ID and DBT_CLOUD_HOST_URL "
-            "(the account's API access URL)",
-            **kwargs,
-        )
-    if status == 409:
-        return ConflictError(f"conflict (409){quoted}", **kwargs)
-    return ApiError(f"HTTP {status}{quoted}", **kwargs)
-
-
-def _dig(body: dict[str, Any], *keys: str) -> Any:
-    value: Any = body
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
-
-
-def _parse(model: type[_M], value: Any, what: str) -> _M:
-    try:
-        return model.model_validate(value)
-    except ValidationError as exc:
-        first = exc.errors(include_input=False, include_url=False)[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "(top)"
-        raise ApiResponseError(f"unexpected answer to {what}: {loc}: {first['msg']}") from None
-
-
-def _cidr_strings(value: Any) -> list[str]:
-    """`failed_cidrs` / `cidrs_already_exists` as strings, whether sent as strings or objects."""
-    if not isinstance(value, list):
-        return []
-    out = []
-    for item in value:
-        if isinstance(item, dict):
-            item = item.get("cidr")
-        if isinstance(item, str):
-            out.append(item)
-    return out
-
-
-def _raise_if_cidrs_rejected(response: httpx.Response, method: str, path: str) -> None:
-    """A 400 that lists failed_cidrs means the platform refused every CIDR it was sent."""
-    try:
-        extra = response.json().get("extra")
-    except (ValueError, AttributeError):
-        return
-    failed = _cidr_strings(extra.get("failed_cidrs")) if isinstance(extra, dict) else []
-    if failed:
-        assert isinstance(extra, dict)
-        raise CidrsRejectedError(
-            f"the platform refused every submitted CIDR: {', '.join(failed)}",
-            failed_cidrs=failed,
-            already_exists=_cidr_strings(extra.get("cidrs_already_exists")),
-            status_code=400,
-            method=method,
-            path=path,
-        )
-
-
-def _write_result(body: dict[str, Any], what: str) -> WriteResult:
-    # The spec says PUT returns a bare rule; it is observed enveloped. Accept both.
-    data = body.get("data") if "data" in body else body
-    rule = _parse(Rule, data, what)
-    extra = body.get("extra") if isinstance(body.get("extra"), dict) else {}
-    assert isinstance(extra, dict)
-    return WriteResult(
-        rule=rule,
-        failed_cidrs=_cidr_strings(extra.get("failed_cidrs")),
-        cidrs_already_exists=_cidr_strings(extra.get("cidrs_already_exists")),
-    )

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
-from allowlist_sync import __version__
+from allowlist_sync._version import __version__
 from allowlist_sync.outcome import STATUSES, Outcome
 
 PREFIX = "allowlist_sync"

@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from allowlist_sync import __version__
+from allowlist_sync._version import __version__
 from allowlist_sync.cidrs import sorted_networks
 from allowlist_sync.errors import ExitCode
 from allowlist_sync.logs import get_logger, redact, register_secret
