@@ -30,6 +30,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from allowlist_sync.azure.query import FeedQuery
 from allowlist_sync.cidrs import scope_problem
+from allowlist_sync.config.durations import MAX_SECONDS, parse_durations
 from allowlist_sync.config.environment import ENV_PREFIX, env_name, unknown_variables
 from allowlist_sync.config.token import clean_token, read_token_file
 from allowlist_sync.dbt.connection import Connection
@@ -37,7 +38,6 @@ from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import display_url, register_secret, register_url
 from allowlist_sync.net.retries import RetryPolicy
 from allowlist_sync.net.urls import check_http_url, check_url_parts
-from allowlist_sync.serve.durations import MAX_SECONDS, parse_durations
 
 DEFAULT_HOST_URL = "https://cloud.getdbt.com"
 DEFAULT_RULE_NAME = "allowlist-sync: Entra ID SCIM (AzureActiveDirectory)"

@@ -7,8 +7,8 @@ import os
 import pytest
 
 from allowlist_sync.config import DEFAULT_FAILED_RUN_RETRY, load_settings
+from allowlist_sync.config.durations import parse_duration, parse_durations
 from allowlist_sync.errors import ConfigError, ExitCode
-from allowlist_sync.serve.durations import parse_duration, parse_durations
 
 VARIABLE = "ALLOWLIST_SYNC_FAILED_RUN_RETRY"
 
