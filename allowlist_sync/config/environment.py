@@ -5,6 +5,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+from pydantic import ValidationError
+
 ENV_PREFIX = "ALLOWLIST_SYNC_"
 #: `ALLOWLIST_SYNC_*` variables that are valid although no Settings field reads them: the
 #: emulator's token, the container test switches, and the config file setting to come.
@@ -51,3 +53,18 @@ def unknown_variables(environ: Mapping[str, str]) -> list[str]:
         hint = f"; did you mean {stems[close[0]]}?" if close else ""
         problems.append(f"{name}: no such setting{hint}")
     return problems
+
+
+def describe_errors(exc: ValidationError, unknown: list[str]) -> str:
+    """One line naming each bad variable; never echoes an input value (it may be the token)."""
+    problems = list(unknown)
+    for error in exc.errors(include_input=False, include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "is required"
+        if loc:
+            problems.append(f"{env_name(loc[0])}: {message}")
+        else:
+            problems.append(message)
+    return "invalid configuration: " + "; ".join(problems)

@@ -31,7 +31,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from allowlist_sync.azure.query import FeedQuery
 from allowlist_sync.cidrs import scope_problem
 from allowlist_sync.config.durations import MAX_SECONDS, parse_durations
-from allowlist_sync.config.environment import ENV_PREFIX, env_name, unknown_variables
+from allowlist_sync.config.environment import ENV_PREFIX, describe_errors, unknown_variables
 from allowlist_sync.config.token import clean_token, read_token_file
 from allowlist_sync.dbt.connection import Connection
 from allowlist_sync.errors import ConfigError
@@ -52,6 +52,16 @@ DEFAULT_FAILED_RUN_RETRY = (15 * 60.0, 3600.0, 4 * 3600.0)
 FAMILIES = ("ipv4", "ipv6")
 
 CommaList = Annotated[list[str], NoDecode]
+
+
+def _secret_text(value: Any, wrong_type: str) -> str | None:
+    """A secret setting's raw text (None when unset or empty); ValueError when not text."""
+    text = value.get_secret_value() if isinstance(value, SecretStr) else value
+    if text is None or text == "":
+        return None
+    if not isinstance(text, str):
+        raise ValueError(wrong_type)
+    return text
 
 
 def _split_commas(value: Any) -> Any:
@@ -184,11 +194,9 @@ class Settings(BaseSettings):
     @field_validator("token", mode="before")
     @classmethod
     def _token(cls, value: Any) -> Any:
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if text is None or text == "":
+        text = _secret_text(value, "must be a string")
+        if text is None:
             return None
-        if not isinstance(text, str):
-            raise ValueError("must be a string")
         register_secret(text)  # before anything can go wrong and be printed
         register_secret(text.strip())
         return SecretStr(clean_token(text))
@@ -316,11 +324,9 @@ class Settings(BaseSettings):
     @classmethod
     def _webhook_url(cls, value: Any) -> Any:
         # Checked before it becomes a SecretStr; messages never repeat it (it holds a token).
-        text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if text is None or text == "":
+        text = _secret_text(value, "must be a URL")
+        if text is None:
             return None
-        if not isinstance(text, str):
-            raise ValueError("must be a URL")
         check_http_url(text.strip(), show=False)
         return text.strip()
 
@@ -423,7 +429,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, unknown)) from None
+        raise ConfigError(describe_errors(exc, unknown)) from None
     if unknown:
         raise ConfigError("invalid configuration: " + "; ".join(unknown))
     # Read the token now (an unreadable file fails here, not halfway through a run) and make
@@ -450,18 +456,3 @@ def check_source_url(url: str, name: str = "--source-url") -> str:
         raise ConfigError(f"invalid configuration: {name}: {exc}") from None
     register_url(url)
     return url
-
-
-def _describe(exc: ValidationError, unknown: list[str]) -> str:
-    """One line naming each bad variable; never echoes an input value (it may be the token)."""
-    problems = list(unknown)
-    for error in exc.errors(include_input=False, include_url=False):
-        loc = [str(part) for part in error["loc"]]
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "missing":
-            message = "is required"
-        if loc:
-            problems.append(f"{env_name(loc[0])}: {message}")
-        else:
-            problems.append(message)
-    return "invalid configuration: " + "; ".join(problems)
