@@ -88,8 +88,8 @@ def test_mirror_url_without_a_dated_name_is_used(
     [
         pytest.param(404, b"", "HTTP 404", id="missing"),
         pytest.param(503, b"", "HTTP 503", id="down"),
-        pytest.param(None, HTML_PAGE, "", id="html"),
-        pytest.param(None, BODY[: len(BODY) // 2], "", id="truncated"),
+        pytest.param(None, HTML_PAGE, "HTML page", id="html"),
+        pytest.param(None, BODY[: len(BODY) // 2], "not valid JSON", id="truncated"),
         pytest.param(None, feed_body(drop_tag=True), "AzureActiveDirectory", id="no-tag"),
     ],
 )
@@ -111,7 +111,7 @@ def test_a_bad_url_fails_before_the_target_is_read(
     assert result.code == ExitCode.FAILED, result.stderr
     error = result.json()["error"]
     assert error["kind"] == "feed" and "\n" not in error["message"]
-    assert words in error["message"]
+    assert words in error["message"], error["message"]
     assert store.requests == []
 
 
