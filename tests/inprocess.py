@@ -10,7 +10,7 @@ import structlog
 
 from allowlist_sync.cli import main
 from allowlist_sync.emulator import EmulatorServer
-from tests.conftest import ACCOUNT_ID, TOKEN
+from tests.emulated import ACCOUNT_ID, TOKEN
 
 
 @dataclass

@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from tests.conftest import cli_env
+from tests.cli import cli_env
 
 
 def test_emulator_command_prints_exports_serves_and_stops() -> None:

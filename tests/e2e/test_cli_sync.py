@@ -10,18 +10,9 @@ from pathlib import Path
 import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
-from tests.conftest import (
-    PUBLIC_FEED,
-    TOKEN,
-    aad_prefixes,
-    cli_env,
-    feed_doc,
-    log_events,
-    owned_rule,
-    run_cli,
-    stored_networks,
-    write_feed,
-)
+from tests.cli import cli_env, log_events, run_cli
+from tests.emulated import TOKEN, owned_rule, stored_networks
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc, write_feed
 
 PUBLISHED = aad_prefixes(feed_doc())
 

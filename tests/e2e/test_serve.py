@@ -19,8 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
 from allowlist_sync.errors import ExitCode
-from tests.conftest import PUBLIC_FEED, aad_prefixes, cli_env, feed_doc, owned_rule, run_cli
-from tests.conftest import stored_networks as stored
+from tests.cli import cli_env, run_cli
+from tests.emulated import owned_rule
+from tests.emulated import stored_networks as stored
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc
 from tests.receiver import Receiver, free_port
 
 PUBLISHED = set(aad_prefixes(feed_doc()))

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from allowlist_sync.emulator import EmulatorServer
-from tests.conftest import PUBLIC_FEED, cli_env
+from tests.cli import cli_env
+from tests.feeds import PUBLIC_FEED
 
 HEAVY = (
     "httpx",

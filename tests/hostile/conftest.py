@@ -9,7 +9,7 @@ import pytest
 
 from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer
-from tests.conftest import emulator_settings
+from tests.emulated import emulator_settings
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from allowlist_sync.net.deadline import run_deadline
 from allowlist_sync.net.retries import RetryPolicy, Transient, retrying
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import ACCOUNT_ID, PUBLIC_FEED, RULE_NAME, TOKEN, aad_prefixes, feed_doc
+from tests.emulated import ACCOUNT_ID, RULE_NAME, TOKEN
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc
 from tests.hostile.servers import hostile_server, http_response
 
 PUBLISHED = aad_prefixes(feed_doc())

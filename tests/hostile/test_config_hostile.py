@@ -10,7 +10,8 @@ import pytest
 from allowlist_sync.config import load_settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import ConfigError
-from tests.conftest import PUBLIC_FEED, TOKEN
+from tests.emulated import TOKEN
+from tests.feeds import PUBLIC_FEED
 from tests.inprocess import Result, run_main
 
 SYNC = ("sync", "--output", "json", "--source-file", str(PUBLIC_FEED))

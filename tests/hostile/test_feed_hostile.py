@@ -28,7 +28,8 @@ from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import FeedError
 from allowlist_sync.net.retries import RetryPolicy
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import cli_env, emulator_settings, run_cli
+from tests.cli import cli_env, run_cli
+from tests.emulated import emulator_settings
 from tests.fakes.download_center import DownloadCenter, day, feed_body, tag_prefixes
 
 RETRY = RetryPolicy(attempts=1, max_seconds=5, backoff=0)

@@ -9,7 +9,8 @@ import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.record import read_record
-from tests.conftest import PUBLIC_FEED, RULE_NAME, TOKEN, aad_prefixes, feed_doc, owned_rule
+from tests.emulated import RULE_NAME, TOKEN, owned_rule
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc
 from tests.inprocess import Result, run_main
 
 PUBLISHED = aad_prefixes(feed_doc())

@@ -23,7 +23,8 @@ from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import cli_env, emulator_settings, log_events, run_cli
+from tests.cli import cli_env, log_events, run_cli
+from tests.emulated import emulator_settings
 from tests.fakes.download_center import DownloadCenter, day, feed_body
 
 BODY = feed_body()

@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
-from tests.conftest import PUBLIC_FEED, RULE_NAME, TOKEN, aad_prefixes, cli_env, feed_doc, run_cli
+from tests.cli import cli_env, run_cli
+from tests.emulated import RULE_NAME, TOKEN
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc
 from tests.inprocess import Result, run_main
 
 PUBLISHED = aad_prefixes(feed_doc())

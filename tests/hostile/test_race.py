@@ -16,7 +16,8 @@ from allowlist_sync.emulator.faults import Fault
 from allowlist_sync.errors import OwnershipError
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import ACCOUNT_ID, PUBLIC_FEED, RULE_NAME, TOKEN
+from tests.emulated import ACCOUNT_ID, RULE_NAME, TOKEN
+from tests.feeds import PUBLIC_FEED
 
 OPTIONS = RunOptions(source_file=str(PUBLIC_FEED))
 

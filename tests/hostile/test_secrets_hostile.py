@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
-from tests.conftest import PUBLIC_FEED, TOKEN
+from tests.emulated import TOKEN
 from tests.fakes.download_center import DownloadCenter
+from tests.feeds import PUBLIC_FEED
 from tests.inprocess import Result, run_main
 
 #: Pieces that must never be printed: each half of a broken token, a signature, a password.

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
-from tests.conftest import RULE_NAME, TOKEN
+from tests.emulated import RULE_NAME, TOKEN
 from tests.inprocess import run_main
 
 HOOK = "https://hooks.slack.example/services/T0/B0/hooksecret"

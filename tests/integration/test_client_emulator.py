@@ -8,7 +8,7 @@ from pydantic import SecretStr
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import AuthError, ConflictError, NotFoundError
-from tests.conftest import ACCOUNT_ID, BOTH_MODES, TOKEN
+from tests.emulated import ACCOUNT_ID, BOTH_MODES, TOKEN
 
 pytestmark = BOTH_MODES
 OWNED = "owned"

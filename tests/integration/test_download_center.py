@@ -19,7 +19,8 @@ from allowlist_sync.azure.cache import FeedCache
 from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import CliResult, cli_env, emulator_settings, log_events, run_cli
+from tests.cli import CliResult, cli_env, log_events, run_cli
+from tests.emulated import emulator_settings
 from tests.fakes.download_center import HTML_PAGE, DownloadCenter, day, feed_body, tag_prefixes
 
 BODY = feed_body()

@@ -11,16 +11,9 @@ from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import ExitCode
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import (
-    PUBLIC_FEED,
-    aad_prefixes,
-    cli_env,
-    feed_doc,
-    owned_rule,
-    run_cli,
-    stored_networks,
-    write_feed,
-)
+from tests.cli import cli_env, run_cli
+from tests.emulated import owned_rule, stored_networks
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc, write_feed
 
 PUBLISHED = aad_prefixes(feed_doc())
 

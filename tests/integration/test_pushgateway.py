@@ -21,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
-from tests.conftest import PUBLIC_FEED
+from tests.feeds import PUBLIC_FEED
 from tests.inprocess import run_main
 from tests.receiver import free_port
 

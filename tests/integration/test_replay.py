@@ -18,7 +18,8 @@ from allowlist_sync.cidrs import build_desired
 from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorStore
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import DATA, owned_rule, stored_networks
+from tests.emulated import owned_rule, stored_networks
+from tests.feeds import DATA
 
 HISTORY = [
     json.loads(line)

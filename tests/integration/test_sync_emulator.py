@@ -7,15 +7,8 @@ from pathlib import Path
 from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorStore
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import (
-    BOTH_MODES,
-    PUBLIC_FEED,
-    aad_prefixes,
-    feed_doc,
-    owned_rule,
-    stored_networks,
-    write_feed,
-)
+from tests.emulated import BOTH_MODES, owned_rule, stored_networks
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc, write_feed
 
 pytestmark = BOTH_MODES
 PUBLISHED = aad_prefixes(feed_doc())

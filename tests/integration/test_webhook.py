@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
-from tests.conftest import PUBLIC_FEED, log_events
+from tests.cli import log_events
+from tests.feeds import PUBLIC_FEED
 from tests.inprocess import Result, run_main
 from tests.receiver import Receiver, closed_port_url
 

@@ -21,7 +21,7 @@ from allowlist_sync.azure.feed import (
     too_large,
 )
 from allowlist_sync.errors import FeedError
-from tests.conftest import DATA, PUBLIC_FEED, aad_prefixes, feed_doc
+from tests.feeds import DATA, PUBLIC_FEED, aad_prefixes, feed_doc
 
 SOURCE = SourceInfo(kind="file", location="feed.json")
 

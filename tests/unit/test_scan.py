@@ -11,7 +11,7 @@ import pytest
 
 from allowlist_sync.azure.feed import SourceInfo, parse_feed
 from allowlist_sync.azure.scan import DuplicateTagError, scan
-from tests.conftest import DATA, PUBLIC_FEED
+from tests.feeds import DATA, PUBLIC_FEED
 
 TAGS = ["AzureActiveDirectory", "AzureActiveDirectoryDomainServices"]
 FILES = sorted(DATA.glob("ServiceTags_*.trimmed.json"))
