@@ -144,6 +144,9 @@ class Reporter:
         except OSError as exc:
             log.warning("metrics_file_unreadable", path=str(path), error=exc.strerror)
             return
+        except UnicodeDecodeError as exc:  # not a textfile this job wrote: start afresh
+            log.warning("metrics_file_unparsable", path=str(path), error=str(exc))
+            return
         try:
             self.metrics.restore(text)
         except ValueError as exc:
