@@ -58,7 +58,7 @@ RATE_LIMIT_COOLDOWN = 300
 # Where Prometheus and the Pushgateway run: the namespace selected by its built-in name label.
 MONITORING_NAMESPACE = {"kubernetes.io/metadata.name": "monitoring"}
 PUSHGATEWAY_PORT = 9091
-# The metric names the program exports (a contract: allowlist_sync/metrics.py, docs/running.md).
+# The metric names the program exports (a contract: allowlist_sync/reporting/metrics.py, docs/running.md).
 METRICS = {
     "allowlist_sync_last_success_timestamp_seconds",
     "allowlist_sync_last_run_success",
@@ -872,7 +872,7 @@ def main() -> int:
 
     checks = Checks(verbose=args.verbose)
     image = dockerfile_facts(checks, args.repo / "Dockerfile")
-    image["settings"] = setting_names(args.repo / "allowlist_sync" / "config.py")
+    image["settings"] = setting_names(args.repo / "allowlist_sync" / "config" / "settings.py")
     check_kubernetes(checks, args.repo, args.kubectl, versions, image)
     check_monitoring(checks, args.repo, args.kubectl, versions)
     check_compose(checks, args.repo, args.compose, image)
