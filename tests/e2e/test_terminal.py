@@ -24,7 +24,7 @@ import pytest
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
 from allowlist_sync.errors import ApiError, UnsafePlanError
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.render import render_outcome_text
+from allowlist_sync.render import render_outcome_text, status_line
 from tests.conftest import TOKEN, aad_prefixes, cli_env, feed_doc, log_events, run_cli
 from tests.inprocess import run_main
 
@@ -298,3 +298,20 @@ def test_the_status_line_is_one_printable_line_whatever_the_message() -> None:
     render_outcome_text(Outcome(status="refused", dry_run=False, error=refused), out)
     assert out.getvalue().count("\n") == 2
     assert all(c.isprintable() for c in out.getvalue().strip("\n"))
+
+
+def test_a_refusal_after_a_write_does_not_claim_nothing_was_written() -> None:
+    """A re-plan refused after an unconfirmed write says how many writes were sent."""
+    refused = UnsafePlanError("removes 3 of 4 CIDRs", guard="max_delete", details={})
+    outcome = Outcome(status="refused", dry_run=False, error=refused, writes=1)
+    assert status_line(outcome) == (
+        "Refused: removes 3 of 4 CIDRs. 1 write(s) had been sent before the refusal."
+    )
+
+
+def test_a_long_list_of_refused_cidrs_is_cut_in_the_status_line() -> None:
+    """Hundreds of CIDRs the platform refused are named ten at a time, the rest counted."""
+    refused = tuple(f"10.0.{i}.0/24" for i in range(300))
+    line = status_line(Outcome(status="failed", dry_run=False, failed_cidrs=refused))
+    assert line.startswith("FAILED: cidrs_rejected: the platform cannot store 300 published ")
+    assert line.endswith("10.0.9.0/24 and 290 more") and "10.0.10.0/24" not in line
