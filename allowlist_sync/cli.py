@@ -181,29 +181,55 @@ def _json_failure(args: argparse.Namespace, kind: str, message: str) -> None:
 
 
 def _configure_logs_from_env() -> None:
-    # Before Settings exist (they may be what is broken), log with what the environment says.
+    # Before Settings exist (they may be what is broken), log with what the environment says;
+    # no level set: warnings on a terminal, info elsewhere (logs.default_level).
     from allowlist_sync import logs
 
-    level = os.environ.get("ALLOWLIST_SYNC_LOG_LEVEL", "info").lower()
+    level = os.environ.get("ALLOWLIST_SYNC_LOG_LEVEL", "").lower()
     fmt = os.environ.get("ALLOWLIST_SYNC_LOG_FORMAT", "auto").lower()
     logs.configure(
-        level=level if level in ("debug", "info", "warning", "error") else "info",
+        level=level if level in ("debug", "info", "warning", "error") else None,
         fmt=fmt if fmt in ("auto", "json", "console") else "auto",
     )
 
 
-def _load_settings() -> Settings:
-    """Settings from the environment, with logging configured from them; raises ConfigError."""
+def _load_settings(*, quiet_terminal: bool = True) -> Settings:
+    """Settings from the environment, with logging configured from them; raises ConfigError.
+
+    `quiet_terminal`: unless ALLOWLIST_SYNC_LOG_LEVEL is set, a terminal gets warnings only,
+    because the command's own output is the result (`serve`, whose logs are its output, says no).
+    """
     _configure_logs_from_env()
     from allowlist_sync import logs
     from allowlist_sync.config import load_settings
 
     settings = load_settings()
-    logs.configure(level=settings.log_level, fmt=settings.log_format)
+    chosen = "log_level" in settings.model_fields_set or not quiet_terminal
+    logs.configure(level=settings.log_level if chosen else None, fmt=settings.log_format)
     return settings
 
 
 def _sync(args: argparse.Namespace) -> int:
+    """`sync`; in text output stdout ends with one status line, whatever ends the run."""
+    if args.output != "text":
+        return _run_sync(args)
+    from allowlist_sync.errors import AllowlistSyncError
+    from allowlist_sync.render import write_failed_line
+
+    try:
+        return _run_sync(args)
+    except KeyboardInterrupt:
+        write_failed_line("interrupted", "interrupted", sys.stdout)
+        raise
+    except AllowlistSyncError as exc:  # a bad setting or flag, before the pipeline ran
+        write_failed_line(exc.kind, str(exc), sys.stdout)
+        raise
+    except Exception as exc:  # a bug: main logs it with its traceback
+        write_failed_line("internal", f"internal error: {type(exc).__name__}: {exc}", sys.stdout)
+        raise
+
+
+def _run_sync(args: argparse.Namespace) -> int:
     from allowlist_sync.config import check_source_url
     from allowlist_sync.render import (
         render_outcome_json,
@@ -259,7 +285,7 @@ def _emulator(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from allowlist_sync.serve.scheduler import serve
 
-    return serve(_load_settings())
+    return serve(_load_settings(quiet_terminal=False))
 
 
 def _check(args: argparse.Namespace) -> int:

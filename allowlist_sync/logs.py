@@ -1,5 +1,8 @@
 """structlog set-up: events with fields on stderr (JSON, or console on a tty), secrets scrubbed.
 
+Unless a level is configured, a terminal gets warnings and errors only (the plan and the status
+line on stdout are what a person reads); anything else (cron, CI, a container) gets every step.
+
 Every secret the program learns (the service token, the webhook URL) is registered with
 `register_secret`, and every configured URL with `register_url`, which makes its query string
 and fragment (a signed mirror's `sig=`, a webhook's `code=`) secret too. The `redact` processor
@@ -142,14 +145,39 @@ def _redacting(renderer: Any) -> Any:
     return render
 
 
-def configure(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Send structlog events to stderr as JSON (default off a terminal) or console lines."""
+#: The level when none is set: on a terminal the plan and the result on stdout are the output,
+#: so only what needs a person's attention is logged beside them; elsewhere every step is.
+TERMINAL_DEFAULT_LEVEL = "warning"
+DEFAULT_LEVEL = "info"
+
+
+def on_terminal(stream: TextIO) -> bool:
+    """Whether `stream` is a terminal (a closed or unusual stream is not)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def default_level(stream: TextIO | None = None) -> str:
+    """The log level when none is configured: warnings on a terminal, info elsewhere."""
     out = stream if stream is not None else sys.stderr
+    return TERMINAL_DEFAULT_LEVEL if on_terminal(out) else DEFAULT_LEVEL
+
+
+def configure(level: str | None = None, fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Send structlog events to stderr as JSON (default off a terminal) or console lines.
+
+    `level` None: `default_level` of the stream (warnings on a terminal, info elsewhere).
+    """
+    out = stream if stream is not None else sys.stderr
+    if level is None:
+        level = default_level(out)
     if fmt == "auto":
-        fmt = "console" if out.isatty() else "json"
+        fmt = "console" if on_terminal(out) else "json"
     renderer: Any
     if fmt == "console":
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        renderer = structlog.dev.ConsoleRenderer(colors=on_terminal(out))
     else:
         renderer = structlog.processors.JSONRenderer()
     structlog.configure(

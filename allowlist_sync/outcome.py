@@ -32,6 +32,10 @@ class Outcome:
     rule_set_enabled: bool | None = None
     failed_cidrs: tuple[str, ...] = ()
     already_existed: tuple[str, ...] = ()
+    #: CIDRs this run wrote to the rule and read back (0 unless a write was verified); the plan's
+    #: own numbers are `plan.add` / `plan.remove`.
+    added: int = 0
+    removed: int = 0
     requests: int = 0
     writes: int = 0
     duration_seconds: float = 0.0
@@ -69,9 +73,12 @@ class Outcome:
             "counts": {
                 "desired": len(plan.desired) if plan else None,
                 "current": plan.current_count if plan else None,
-                "add": len(plan.add) if plan else 0,
-                "remove": len(plan.remove) if plan else 0,
+                "planned_add": len(plan.add) if plan else 0,
+                "planned_remove": len(plan.remove) if plan else 0,
                 "keep": len(plan.keep) if plan else 0,
+                # What was written and verified: 0 after a dry run, a refusal or a failed write.
+                "added": self.added,
+                "removed": self.removed,
             },
             "rule": {
                 "id": self.rule_id,

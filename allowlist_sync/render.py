@@ -63,28 +63,89 @@ def render_plan_text(plan: Plan, feed: Feed, current: Rule | None, out: TextIO) 
 
 
 def render_outcome_text(outcome: Outcome, out: TextIO) -> None:
-    """The closing line(s) of a run for people: what was done, what is wrong, warnings."""
+    """The closing lines of a run for people: what was done, warnings, then ONE status line.
+
+    The status line is always last and starts with one of `In sync.`, `Changes pending:`,
+    `Applied:`, `Refused:` or `FAILED: <kind>:` (README "Reading the output").
+    """
+    out.write("\n")
     plan = outcome.plan
-    if outcome.status == "refused" and outcome.error is not None:
-        out.write(f"\nRefused: {redact(str(outcome.error))}\nNothing was written.\n")
-    elif outcome.error is None and plan is not None and plan.has_changes:
-        if outcome.dry_run:
-            out.write("\nDry run: nothing was written. Run without --dry-run to apply.\n")
-        else:
-            what = "Created the rule" if plan.creates_rule else "Applied"
-            refused = set(outcome.failed_cidrs)
-            added = [n for n in plan.add if str(n) not in refused]
-            out.write(
-                f"\n{what}: {len(added)} added, {len(plan.remove)} removed; verified "
-                f"{len(plan.keep) + len(added)} CIDRs in rule {outcome.rule_id}.\n"
-            )
-    if outcome.error is None and outcome.failed_cidrs:
-        out.write(
-            f"Not in sync: the platform cannot store {len(outcome.failed_cidrs)} published "
-            f"CIDR(s): {', '.join(outcome.failed_cidrs)}\n"
-        )
+    if outcome.status == "failed" and plan is not None and (outcome.added or outcome.removed):
+        # Written and verified, but the platform refused some CIDRs: say what did change.
+        out.write(f"Applied in part: {_change(outcome, plan)}.\n")
     for warning in outcome.warnings:
-        out.write(f"Warning: {redact(warning)}\n")
+        out.write(one_line(f"Warning: {warning}") + "\n")
+    out.write(status_line(outcome) + "\n")
+
+
+#: How many refused CIDRs a status line names before it says "and N more".
+_LISTED = 10
+
+
+def status_line(outcome: Outcome) -> str:
+    """The one line that ends a run's text output, on one printable line whatever it quotes."""
+    plan, error = outcome.plan, outcome.error
+    if error is not None:
+        message = str(error)
+        if outcome.status != "refused":
+            return failed_line(error.kind, message)
+        if outcome.writes:
+            tail = f" {outcome.writes} write(s) had been sent before the refusal."
+        elif "nothing was written" in message.lower():
+            tail = ""
+        else:
+            tail = " Nothing was written."
+        return one_line(f"Refused: {message.rstrip('.')}.{tail}")
+    if outcome.status == "failed":
+        refused = outcome.failed_cidrs
+        if not refused:  # pragma: no cover - every failure carries an error or refused CIDRs
+            return failed_line("error", "the run failed")
+        more = f" and {len(refused) - _LISTED} more" if len(refused) > _LISTED else ""
+        return failed_line(
+            "cidrs_rejected",
+            f"the platform cannot store {len(refused)} published CIDR(s): "
+            f"{', '.join(refused[:_LISTED])}{more}",
+        )
+    if plan is None or outcome.status == "in_sync":
+        return "In sync."
+    if outcome.status == "changes_pending":
+        return (
+            f"Changes pending: add {len(plan.add)}, remove {len(plan.remove)}. Dry run: nothing "
+            "was written. Run without --dry-run to apply."
+        )
+    return f"Applied: {_change(outcome, plan)}."
+
+
+def _change(outcome: Outcome, plan: Plan) -> str:
+    """What a verified write did, from the counts of what was written."""
+    stored = len(plan.keep) + outcome.added
+    if plan.creates_rule:
+        return f"created rule {outcome.rule_id} with {outcome.added} CIDRs, verified"
+    return (
+        f"{outcome.added} added, {outcome.removed} removed; verified {stored} CIDRs "
+        f"in rule {outcome.rule_id}"
+    )
+
+
+def failed_line(kind: str, message: str) -> str:
+    """`FAILED: <kind>: <message>` on one printable line, secrets redacted."""
+    return one_line(f"FAILED: {kind}: {message}")
+
+
+def write_failed_line(kind: str, message: str, out: TextIO) -> None:
+    """Close the text output of a run that ended before it had an Outcome (Ctrl-C, bad setting)."""
+    out.write("\n" + failed_line(kind, message) + "\n")
+    out.flush()
+
+
+def one_line(text: str) -> str:
+    """`text` redacted, its line breaks as spaces, other control characters escaped (`\\x1b`).
+
+    Status and warning lines quote error messages, which may quote an API's answer: nothing in
+    them may move the cursor, clear the screen or start a second line.
+    """
+    joined = " ".join(part.strip() for part in redact(text).splitlines() if part.strip())
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in joined)
 
 
 def render_outcome_json(outcome: Outcome, out: TextIO) -> None:

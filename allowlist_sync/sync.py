@@ -22,7 +22,7 @@ from allowlist_sync.apply import WriteFacts, apply_plan, verify
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.azure.feed import Feed
 from allowlist_sync.azure.source import load_feed
-from allowlist_sync.cidrs import Network, build_desired
+from allowlist_sync.cidrs import Network, build_desired, network_or_none
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule
@@ -150,19 +150,31 @@ def connected(
 
 
 def log_finished(outcome: Outcome) -> None:
-    """The one summary event of a run."""
+    """The one summary event of a run: `added` / `removed` written, `planned_*` asked for."""
     log.info(
         "run_finished",
         status=outcome.status,
         dry_run=outcome.dry_run,
         rule_id=outcome.rule_id,
-        added=len(outcome.plan.add) if outcome.plan else 0,
-        removed=len(outcome.plan.remove) if outcome.plan else 0,
+        added=outcome.added,
+        removed=outcome.removed,
+        planned_add=len(outcome.plan.add) if outcome.plan else 0,
+        planned_remove=len(outcome.plan.remove) if outcome.plan else 0,
         failed_cidrs=len(outcome.failed_cidrs),
         requests=outcome.requests,
         writes=outcome.writes,
         duration_seconds=round(outcome.duration_seconds, 3),
     )
+
+
+def written_counts(plan: Plan, refused: tuple[str, ...]) -> tuple[int, int]:
+    """(added, removed) by a verified write of `plan`, less the CIDRs the platform refused.
+
+    Counted against the plan made from the rule as first read: after a re-plan (an unconfirmed
+    write settled by re-reading), verification still proves the rule went from that to this.
+    """
+    refused_networks = {n for n in map(network_or_none, refused) if n is not None}
+    return len([n for n in plan.add if n not in refused_networks]), len(plan.remove)
 
 
 def lock_dir(settings: Settings) -> Path:
@@ -317,6 +329,7 @@ def apply_and_verify(
     outcome.already_existed = applied.already_existed
     if applied.rule_id is not None:
         verify(client, applied.rule_id, applied.plan, applied.failed_cidrs, applied.stored)
+    outcome.added, outcome.removed = written_counts(plan, applied.failed_cidrs)
     outcome.status = "applied"
     if applied.failed_cidrs:
         outcome.warnings.append(

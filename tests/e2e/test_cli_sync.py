@@ -270,8 +270,8 @@ def test_text_output_says_what_cannot_be_stored(
     store.seed_rule("Blocked", type=2, cidrs=[PUBLISHED[0]])
     result = run_cli("sync", "--source-file", str(PUBLIC_FEED), env=cli_env(emulator))
     assert result.code == 1
-    assert f"Created the rule: {len(PUBLISHED) - 1} added, 0 removed" in result.stdout
-    assert f"Not in sync: the platform cannot store 1 published CIDR(s): {PUBLISHED[0]}" in (
-        result.stdout
+    assert f"Applied in part: created rule 2 with {len(PUBLISHED) - 1} CIDRs" in result.stdout
+    assert result.stdout.splitlines()[-1] == (
+        f"FAILED: cidrs_rejected: the platform cannot store 1 published CIDR(s): {PUBLISHED[0]}"
     )
     assert "Warning: 1 published CIDR(s) are held by deny rules" in result.stdout
