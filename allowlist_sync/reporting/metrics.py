@@ -122,12 +122,17 @@ class SyncMetrics:
             if plan is None:
                 return
             v.desired = float(len(plan.desired))
-            written = outcome.status == "applied" or bool(outcome.failed_cidrs)
+            # A verified write (the run may still fail for CIDRs the platform refused); a dry
+            # run or a refusal wrote nothing, whatever it planned.
+            written = (
+                not outcome.dry_run
+                and outcome.error is None
+                and (outcome.status == "applied" or bool(outcome.failed_cidrs))
+            )
             if written:
-                # The write was confirmed and verified: the rule now holds the desired set,
-                # less what the platform refused.
-                v.last_added = float(max(len(plan.add) - len(outcome.failed_cidrs), 0))
-                v.last_removed = float(len(plan.remove))
+                # The rule now holds the desired set, less what the platform refused.
+                v.last_added = float(outcome.added)
+                v.last_removed = float(outcome.removed)
                 v.cidrs_added += v.last_added
                 v.cidrs_removed += v.last_removed
                 v.cidrs_refused += len(outcome.failed_cidrs)

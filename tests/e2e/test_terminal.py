@@ -25,7 +25,9 @@ from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
 from allowlist_sync.errors import ApiError, UnsafePlanError
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.render import render_outcome_text, status_line
-from tests.conftest import TOKEN, aad_prefixes, cli_env, feed_doc, log_events, run_cli
+from tests.cli import cli_env, log_events, run_cli
+from tests.emulated import TOKEN
+from tests.feeds import aad_prefixes, feed_doc
 from tests.inprocess import run_main
 
 ROOT = Path(__file__).parents[2]

@@ -16,7 +16,8 @@ from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorStore, Fault
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.conftest import PUBLIC_FEED, aad_prefixes, feed_doc, owned_rule, write_feed
+from tests.emulated import owned_rule
+from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc, write_feed
 
 PUBLISHED = aad_prefixes(feed_doc())
 STALE = "192.0.2.0/24"

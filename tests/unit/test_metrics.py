@@ -46,6 +46,9 @@ def applied(failed: tuple[str, ...] = ()) -> Outcome:
         source=SOURCE,
         failed_cidrs=failed,
         duration_seconds=1.5,
+        # What the pipeline sets after a verified write: the plan less what was refused.
+        added=len(plan.add) - len(failed),
+        removed=len(plan.remove),
     )
 
 
