@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+from pathlib import Path
+
 import pytest
 
-from allowlist_sync.emulator import EmulatorStore, Fault
+from allowlist_sync.cli import build_parser
+from allowlist_sync.emulator import EmulatorStore, Fault, bundled_snapshot
 from allowlist_sync.emulator.account import ALLOW, DENY
 from allowlist_sync.emulator.seed import (
     JUST_ENABLED_CALLER,
@@ -314,3 +319,53 @@ def test_make_store_refuses_nothing_the_seed_allowed() -> None:
         (3, "C", DENY),
     ]
     assert isinstance(store, EmulatorStore)
+
+
+# ------------------------------------------------------------------------------ the docs
+
+ROOT = Path(__file__).parents[2]
+
+
+def documented_emulator_commands() -> list[str]:
+    """Every `allowlist-sync emulator ...` command line in the README and docs/emulator.md."""
+    commands = []
+    for name in ("README.md", "docs/emulator.md"):
+        text = (ROOT / name).read_text().replace("\\\n", " ")
+        for block in re.findall(r"```sh\n(.*?)```", text, re.DOTALL):
+            for line in block.splitlines():
+                command = line.partition(" #")[0].strip()
+                if command.startswith("allowlist-sync emulator"):
+                    commands.append(command)
+    return commands
+
+
+@pytest.mark.parametrize("command", documented_emulator_commands())
+def test_every_documented_emulator_command_is_a_valid_seed(command: str) -> None:
+    """The flags and specs the docs show parse and seed without a usage error."""
+    args = build_parser().parse_args(shlex.split(command)[1:])
+    build_seed(
+        rules=args.rule,
+        deny_rules=args.deny_rule,
+        faults=args.fault,
+        enforce=args.enforce,
+        caller_ip=args.caller_ip,
+        strict=args.strict,
+        preset=args.preset,
+    ).make_store(1, "t", max_page_size=args.page_size)
+
+
+def test_the_docs_show_the_seeding_flags() -> None:
+    """Between them, the documented commands use every seeding flag."""
+    used = " ".join(documented_emulator_commands())
+    for flag in ("--preset", "--rule", "--enforce", "--caller-ip", "--fault"):
+        assert flag in used
+
+
+def test_the_bundled_snapshot_is_the_one_the_demo_reads() -> None:
+    """The banner's snapshot and the demo's are one file, shipped as package data."""
+    from allowlist_sync.commands.demo import snapshot_path
+
+    found = bundled_snapshot()
+    assert found is not None
+    assert Path(found) == Path(snapshot_path())
+    assert Path(found).is_file()
