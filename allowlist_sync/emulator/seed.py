@@ -188,7 +188,7 @@ _RETRY_AFTER = re.compile(r"[\x20-\x7e]{1,64}")
 def parse_fault(spec: str) -> Fault:
     """`KEY=VALUE[,KEY=VALUE...]` as a `Fault`; SeedError says what is wrong."""
     fields = _fault_fields(spec)
-    action = fields.pop("action", "status")
+    action = fields.pop("action", "status").lower()
     if action not in ACTIONS:
         raise SeedError(f"unknown action {action!r}; expected one of {', '.join(sorted(ACTIONS))}")
     if action != "status":

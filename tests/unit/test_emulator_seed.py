@@ -83,7 +83,7 @@ def test_a_fault_spec_takes_every_action_and_a_path() -> None:
     assert parse_fault(" action=delay_before , seconds=1.5 ") == Fault(
         action="delay_before", seconds=1.5
     )
-    assert parse_fault("action=store_other").action == "store_other"
+    assert parse_fault("ACTION=Store_Other").action == "store_other"
 
 
 def test_a_fault_spec_without_an_action_answers_a_status() -> None:
