@@ -34,6 +34,13 @@ def _port(text: str) -> int:
     return port
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number from 1."""
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number from 1")
+    return int(text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -82,21 +89,69 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     emulator = commands.add_parser(
-        "emulator", help="run a local emulator of the dbt IP-restriction API"
+        "emulator",
+        help="run a local emulator of the dbt IP-restriction API",
+        description="Serve a local stand-in for the dbt IP-restriction endpoints until Ctrl-C. "
+        "It prints the exports to paste into another terminal, the bundled service-tags "
+        "snapshot's path and a dry run reading it. Seed it with the flags below (repeatable "
+        "where said); POST /_emulator/reset returns to that start-up state. See docs/emulator.md.",
     )
     emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=_port, default=8000, help="0: any free port")
-    emulator.add_argument("--account-id", type=int, default=None)
     emulator.add_argument(
-        "--page-size", type=int, default=100, help="largest page the list endpoint returns"
+        "--port",
+        type=_port,
+        default=None,
+        help="0: any free port (default: ALLOWLIST_SYNC_EMULATOR_PORT, else 8000)",
+    )
+    emulator.add_argument("--account-id", type=_positive_int, default=None)
+    emulator.add_argument(
+        "--page-size",
+        type=_positive_int,
+        default=100,
+        help="largest page the list endpoint returns",
+    )
+    emulator.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="start from a prepared account: just-enabled (IP restrictions just turned on: "
+        "enforcement on, an allow rule 'Office' holding the caller, 198.51.100.7 unless "
+        "--caller-ip is given)",
+    )
+    emulator.add_argument(
+        "--rule",
+        metavar="NAME=CIDR[,CIDR...]",
+        action="append",
+        default=[],
+        help="an allow rule somebody else keeps (repeatable)",
+    )
+    emulator.add_argument(
+        "--deny-rule",
+        metavar="NAME=CIDR[,CIDR...]",
+        action="append",
+        default=[],
+        help="a deny rule (repeatable)",
     )
     emulator.add_argument(
         "--enforce", action="store_true", help="start with IP restrictions enforced"
     )
     emulator.add_argument(
         "--caller-ip",
+        metavar="IP",
         default=None,
         help="treat every caller as this address (to try the lock-out guard)",
+    )
+    emulator.add_argument(
+        "--fault",
+        metavar="SPEC",
+        action="append",
+        default=[],
+        help="inject a fault (repeatable), e.g. status=429,method=PUT,times=2; keys: action, "
+        "status, method, path, times, retry_after, seconds",
+    )
+    emulator.add_argument(
+        "--strict",
+        action="store_true",
+        help="answer writes the stricter way where the API spec is silent",
     )
 
     commands.add_parser(
@@ -269,17 +324,59 @@ def _run_sync(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from allowlist_sync.emulator import DEFAULT_ACCOUNT_ID, DEFAULT_TOKEN, serve_forever
+    from allowlist_sync.emulator import (
+        DEFAULT_ACCOUNT_ID,
+        DEFAULT_TOKEN,
+        SeedError,
+        build_seed,
+        serve_forever,
+    )
 
+    try:
+        seed = build_seed(
+            rules=args.rule,
+            deny_rules=args.deny_rule,
+            faults=args.fault,
+            enforce=args.enforce,
+            caller_ip=args.caller_ip,
+            strict=args.strict,
+            preset=args.preset,
+        )
+        port = args.port if args.port is not None else _emulator_port()
+        token = _emulator_token() or DEFAULT_TOKEN
+    except (SeedError, argparse.ArgumentTypeError) as exc:
+        # One line, like argparse's own error but without the long usage text.
+        print(f"allowlist-sync emulator: error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
     return serve_forever(
         host=args.host,
-        port=args.port,
+        port=port,
         account_id=args.account_id or DEFAULT_ACCOUNT_ID,
-        token=os.environ.get("ALLOWLIST_SYNC_EMULATOR_TOKEN", DEFAULT_TOKEN),
+        token=token,
         max_page_size=args.page_size,
-        enforce=args.enforce,
-        caller_ip=args.caller_ip,
+        seed=seed,
     )
+
+
+def _emulator_port() -> int:
+    """`ALLOWLIST_SYNC_EMULATOR_PORT` (0: any free port, for runs side by side), else 8000."""
+    raw = os.environ.get("ALLOWLIST_SYNC_EMULATOR_PORT", "").strip()
+    if not raw:
+        return 8000
+    try:
+        return _port(raw)
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"ALLOWLIST_SYNC_EMULATOR_PORT: {exc}") from None
+
+
+def _emulator_token() -> str:
+    """`ALLOWLIST_SYNC_EMULATOR_TOKEN`, if set: printable, no spaces (it travels in a header)."""
+    token = os.environ.get("ALLOWLIST_SYNC_EMULATOR_TOKEN", "")
+    if token and not all("!" <= ch <= "~" for ch in token):
+        raise argparse.ArgumentTypeError(
+            "ALLOWLIST_SYNC_EMULATOR_TOKEN must be printable ASCII without spaces"
+        )
+    return token
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -9,10 +9,11 @@ from pydantic import ValidationError
 
 ENV_PREFIX = "ALLOWLIST_SYNC_"
 #: `ALLOWLIST_SYNC_*` variables that are valid although no Settings field reads them: the
-#: emulator's token, the container test switches, and the config file setting to come.
+#: emulator's token and port, the container test switches, and the config file setting to come.
 OTHER_ENV_NAMES = frozenset(
     {
         "ALLOWLIST_SYNC_EMULATOR_TOKEN",
+        "ALLOWLIST_SYNC_EMULATOR_PORT",
         "ALLOWLIST_SYNC_CONFIG",
         "ALLOWLIST_SYNC_CONTAINER_TESTS",
         "ALLOWLIST_SYNC_IMAGE",

@@ -2,7 +2,8 @@
 
 The public surface is `__all__`: `EmulatorStore` holds the emulated account and answers parsed
 requests; `EmulatorServer` serves a store over loopback HTTP from a daemon thread;
-`serve_forever` is the blocking `allowlist-sync emulator`; `Fault` is what a test injects.
+`serve_forever` is the blocking `allowlist-sync emulator`, started from the `Seed` that
+`build_seed` reads from its flags; `Fault` is what a test injects.
 Behind it, a module per job (docs/emulator.md describes the behaviour):
 
     server.py    HTTP: bytes in, bytes out; the daemon thread and the CLI entry
@@ -14,6 +15,7 @@ Behind it, a module per job (docs/emulator.md describes the behaviour):
     account.py   the account's rules and CIDRs, enforcement, JSON rendering
     envelope.py  the Response value and the {status, data} error envelope
     faults.py    fault injection: which requests, what to break, how many times
+    seed.py      the command line's --rule / --deny-rule / --fault / --caller-ip specs, presets
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from allowlist_sync.emulator.account import DEFAULT_ACCOUNT_ID
 from allowlist_sync.emulator.api import DEFAULT_TOKEN
 from allowlist_sync.emulator.envelope import Response
 from allowlist_sync.emulator.faults import Fault
-from allowlist_sync.emulator.server import EmulatorServer, serve_forever
+from allowlist_sync.emulator.seed import Seed, SeedError, build_seed
+from allowlist_sync.emulator.server import EmulatorServer, bundled_snapshot, serve_forever
 from allowlist_sync.emulator.store import EmulatorStore, RequestRecord
 
 __all__ = [
@@ -33,5 +36,9 @@ __all__ = [
     "Fault",
     "RequestRecord",
     "Response",
+    "Seed",
+    "SeedError",
+    "build_seed",
+    "bundled_snapshot",
     "serve_forever",
 ]

@@ -99,7 +99,7 @@ class Account:
 
     def __init__(self, account_id: int = DEFAULT_ACCOUNT_ID, *, enforce: bool = False) -> None:
         self.account_id = account_id
-        self._initial_enforce = enforce
+        self.initial_enforce = enforce  # what reset() restores
         self.reset()
 
     def reset(self) -> None:
@@ -108,7 +108,7 @@ class Account:
         self.rules: dict[int, StoredRule] = {}
         self.next_rule_id = FIRST_RULE_ID
         self.next_cidr_id = FIRST_CIDR_ID
-        self.enabled = self._initial_enforce
+        self.enabled = self.initial_enforce
         self.rule_set_created_at = stamp
         self.rule_set_updated_at = stamp
         self.flips = 0

@@ -56,8 +56,12 @@ class Fault:
             raise ValueError("fault seconds must be >= 0")
         if self.method is not None and not isinstance(self.method, str):
             raise ValueError("fault method must be a string or null")
-        if self.retry_after is not None and not isinstance(self.retry_after, str):
-            raise ValueError("fault retry_after must be a string or null")
+        if self.retry_after is not None and (
+            not isinstance(self.retry_after, str)
+            or not all(" " <= ch <= "~" for ch in self.retry_after)
+        ):
+            # Sent as a header value: a CR or LF would split the answer's headers.
+            raise ValueError("fault retry_after must be a string of printable ASCII or null")
         if self.path_regex is not None:
             if not isinstance(self.path_regex, str):
                 raise ValueError("fault path_regex must be a string or null")

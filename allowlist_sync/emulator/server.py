@@ -1,4 +1,4 @@
-"""The emulator over HTTP: a ThreadingHTTPServer in a daemon thread, and a blocking CLI entry."""
+"""The emulator over HTTP: a ThreadingHTTPServer in a daemon thread, and the blocking CLI entry."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import socket
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler
+from importlib import resources
 from types import TracebackType
 from typing import Any, TextIO, cast
 from urllib.parse import parse_qs, urlsplit
@@ -17,6 +18,7 @@ from urllib.parse import parse_qs, urlsplit
 from allowlist_sync.emulator.account import DEFAULT_ACCOUNT_ID
 from allowlist_sync.emulator.api import DEFAULT_MAX_PAGE_SIZE, DEFAULT_TOKEN
 from allowlist_sync.emulator.envelope import Response, error_response
+from allowlist_sync.emulator.seed import Seed
 from allowlist_sync.emulator.store import EmulatorStore
 from allowlist_sync.net.httpserver import LocalHTTPServer
 
@@ -302,29 +304,41 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def bundled_snapshot() -> str | None:
+    """The path of the newest Public service-tags snapshot shipped as package data, if any."""
+    data = resources.files("allowlist_sync") / "data"
+    names = sorted(
+        entry.name
+        for entry in data.iterdir()
+        if entry.name.startswith("ServiceTags_Public_") and entry.name.endswith(".json")
+    )
+    return str(data / names[-1]) if names else None
+
+
 def serve_forever(
     host: str = "127.0.0.1",
     port: int = 0,
     account_id: int = DEFAULT_ACCOUNT_ID,
     token: str = DEFAULT_TOKEN,
     max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
-    enforce: bool = False,
-    caller_ip: str | None = None,
     out: TextIO | None = None,
     *,
+    seed: Seed | None = None,
     quiet: bool = False,
     stop: threading.Event | None = None,
 ) -> int:
-    """Run the emulator until SIGINT/SIGTERM (or `stop` is set), printing the env to export.
+    """Run the emulator holding `seed` until SIGINT/SIGTERM (or `stop` is set).
 
-    Returns the exit code: 0 after a clean stop, 1 when the address cannot be bound (one line
-    on stderr, no traceback: a port in use is a user's everyday mistake).
+    The banner on `out` is shell a person can paste into another terminal: the three exports,
+    then (as comments and one command) the bundled snapshot's path and a dry run reading it.
+    What the account holds goes to stderr. Returns the exit code: 0 after a clean stop, 1 when
+    the address cannot be bound (one line on stderr, no traceback: a port in use is a user's
+    everyday mistake).
     """
     # Resolved at call time (not as a default) so a redirected sys.stdout is honoured.
     out = out if out is not None else sys.stdout
-    store = EmulatorStore(
-        account_id, token, max_page_size=max_page_size, enforce=enforce, caller_ip=caller_ip
-    )
+    seed = seed if seed is not None else Seed()
+    store = seed.make_store(account_id, token, max_page_size=max_page_size)
     server = EmulatorServer(store, host=host, port=port, quiet=quiet)
     try:
         server.start()
@@ -339,17 +353,9 @@ def serve_forever(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda _signum, _frame: stop_event.set())
     try:
-        print(f"export DBT_CLOUD_HOST_URL={server.url}", file=out)
-        print(f"export DBT_CLOUD_ACCOUNT_ID={account_id}", file=out)
-        print(f"export DBT_CLOUD_TOKEN={shlex.quote(token)}", file=out)
-        out.flush()
+        _print_banner(out, server.url, account_id, token)
         if not quiet:
-            print(
-                f"emulator: listening on {server.url} (state: {server.url}/_emulator/state);"
-                " Ctrl-C to stop",
-                file=sys.stderr,
-                flush=True,
-            )
+            _print_status(server.url, account_id, seed)
         # A timed wait keeps the main thread responsive to signals on every platform.
         while not stop_event.wait(0.2):
             pass
@@ -360,3 +366,26 @@ def serve_forever(
     if not quiet:
         print("emulator: stopped", file=sys.stderr, flush=True)
     return 0
+
+
+def _print_banner(out: TextIO, url: str, account_id: int, token: str) -> None:
+    print(f"export DBT_CLOUD_HOST_URL={url}", file=out)
+    print(f"export DBT_CLOUD_ACCOUNT_ID={account_id}", file=out)
+    print(f"export DBT_CLOUD_TOKEN={shlex.quote(token)}", file=out)
+    snapshot = bundled_snapshot()
+    if snapshot is not None:
+        print(f"# the bundled service-tags snapshot (no internet needed): {snapshot}", file=out)
+        print(f"allowlist-sync sync --dry-run --source-file {shlex.quote(snapshot)}", file=out)
+    out.flush()
+
+
+def _print_status(url: str, account_id: int, seed: Seed) -> None:
+    lines = [
+        f"emulator: listening on {url} (state: {url}/_emulator/state); Ctrl-C to stop",
+        f"emulator: account {account_id}: {seed.summary()}",
+    ]
+    warning = seed.lockout_warning()
+    if warning is not None:
+        lines.append(f"emulator: warning: {warning}")
+    lines.append("emulator: paste the lines printed above into another terminal to try it")
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -84,6 +84,9 @@ class EmulatorStore:
         self._options = ApiOptions(token, max_page_size, validate_enveloped, strict)
         self._account = Account(account_id, enforce=enforce)
         self._initial_caller_ip = self._check_ip(caller_ip)
+        # What reset() seeds again: none unless keep_as_initial() recorded a start-up state.
+        self._initial_rules: list[tuple[str, int, list[str], str]] = []
+        self._initial_faults: list[Fault] = []
         self._lock = threading.RLock()
         # Set by the server on stop() so sleeping (delayed) requests give up at once.
         self._wake = threading.Event()
@@ -92,8 +95,14 @@ class EmulatorStore:
     def _init_state(self) -> None:
         self._account.reset()
         self._caller_ip = self._initial_caller_ip
-        self._faults: list[Fault] = []
+        self._faults: list[Fault] = [replace(f) for f in self._initial_faults]
         self._requests: list[RequestRecord] = []
+        for name, rule_type, cidrs, description in self._initial_rules:
+            rule = self._account.new_rule(name, rule_type, description)
+            for text in cidrs:
+                net = mapped_network(text)
+                if net is not None:  # checked when first seeded
+                    self._account.add_cidr(rule, text, net)
 
     @staticmethod
     def _check_ip(ip: str | None) -> str | None:
@@ -104,12 +113,29 @@ class EmulatorStore:
     # ----------------------------------------------------------------- Python API for tests
 
     def reset(self) -> None:
-        """Back to the constructor's state: no rules, faults or log; initial enforcement/caller.
+        """Back to the start-up state: the constructor's, or the one `keep_as_initial` kept.
 
-        The mode (`strict`) and the page size stay as they are.
+        The request log and the flips are emptied; the mode (`strict`) and the page size stay
+        as they are.
         """
         with self._lock:
             self._init_state()
+
+    def keep_as_initial(self) -> None:
+        """Make the rules, faults, enforcement and caller IP held now what `reset` restores.
+
+        The command line's seed (`allowlist-sync emulator --rule ...`) is kept this way, so a
+        rehearsal can be run again from the same account after `POST /_emulator/reset`.
+        """
+        with self._lock:
+            account = self._account
+            self._initial_rules = [
+                (r.name, r.type, [c.cidr for c in r.active_cidrs()], r.description)
+                for r in account.active_rules()
+            ]
+            self._initial_faults = [replace(f) for f in self._faults]
+            account.initial_enforce = account.enabled
+            self._initial_caller_ip = self._caller_ip
 
     @property
     def max_page_size(self) -> int:

@@ -274,7 +274,10 @@ def test_serve_forever_in_a_thread_prints_the_environment() -> None:
         time.sleep(0.01)
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("export DBT_CLOUD_HOST_URL=http://127.0.0.1:")
-    assert lines[1:] == ["export DBT_CLOUD_ACCOUNT_ID=1", f"export DBT_CLOUD_TOKEN={DEFAULT_TOKEN}"]
+    assert lines[1:3] == [
+        "export DBT_CLOUD_ACCOUNT_ID=1",
+        f"export DBT_CLOUD_TOKEN={DEFAULT_TOKEN}",
+    ]
     url = lines[0].split("=", 1)[1]
     with httpx.Client(base_url=url, headers=AUTH, trust_env=False) as c:
         assert c.get(RULES).status_code == 200
