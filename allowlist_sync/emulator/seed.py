@@ -18,10 +18,12 @@ Spec formats (docs/emulator.md shows examples):
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from importlib import resources
 from typing import TypeVar
 
 from allowlist_sync.emulator.account import ALLOW, DENY, Network, mapped_network
@@ -45,12 +47,19 @@ class RuleSeed:
     description: str = ""
 
 
+#: The `hand-made` preset: the rule a dbt admin keeps by hand, a little out of date.
+HAND_MADE_RULE = "Entra SCIM (by hand)"
+HAND_MADE_STALE = 5
+HAND_MADE_PARTNER = "192.0.2.10/32"
 #: The caller the `just-enabled` preset uses unless --caller-ip names one (TEST-NET-2).
 JUST_ENABLED_CALLER = "198.51.100.7"
 #: Preset name -> what it sets up (shown by --help and in docs/emulator.md).
 PRESETS: dict[str, str] = {
     "just-enabled": "IP restrictions just turned on: enforcement on, and an allow rule 'Office' "
     f"holding the caller's network (caller {JUST_ENABLED_CALLER} unless --caller-ip is given)",
+    "hand-made": "just-enabled, plus the allow rule an admin made by hand for Entra last year: "
+    f"{HAND_MADE_RULE!r} with the bundled snapshot's AzureActiveDirectory ranges less its last "
+    f"{HAND_MADE_STALE}, plus a partner address {HAND_MADE_PARTNER}",
 }
 _PRESET_DESCRIPTION = "the office network (preset just-enabled): keeps this job's caller allowed"
 
@@ -293,6 +302,27 @@ def _office_network(caller: str) -> str:
     return str(ipaddress.ip_network(f"{addr}/{24 if addr.version == 4 else 64}", strict=False))
 
 
+def _hand_made_rule() -> RuleSeed:
+    """Last year's Entra ranges kept by hand: the snapshot less a few, plus a partner address."""
+    ranges = _snapshot_ranges("AzureActiveDirectory")
+    kept = ranges[: len(ranges) - HAND_MADE_STALE]
+    return RuleSeed(
+        HAND_MADE_RULE,
+        ALLOW,
+        (*kept, HAND_MADE_PARTNER),
+        "Entra ID provisioning ranges, copied by hand from the service tags (and a partner)",
+    )
+
+
+def _snapshot_ranges(tag: str) -> list[str]:
+    """A tag's prefixes in the bundled snapshot (read with json: the emulator shares no code)."""
+    data = resources.files("allowlist_sync") / "data"
+    name = max(e.name for e in data.iterdir() if e.name.startswith("ServiceTags_Public_"))
+    doc = json.loads((data / name).read_text(encoding="utf-8"))
+    entry = next(v for v in doc["values"] if v["name"] == tag)
+    return list(entry["properties"]["addressPrefixes"])
+
+
 def build_seed(
     *,
     rules: Iterable[str] = (),
@@ -315,6 +345,8 @@ def build_seed(
         caller = caller or JUST_ENABLED_CALLER
         enforce = True
         seeded.append(RuleSeed("Office", ALLOW, (_office_network(caller),), _PRESET_DESCRIPTION))
+        if preset == "hand-made":
+            seeded.append(_hand_made_rule())
     seeded += [_flag("--rule", spec, lambda s: parse_rule(s, ALLOW)) for spec in rules]
     seeded += [_flag("--deny-rule", spec, lambda s: parse_rule(s, DENY)) for spec in deny_rules]
     _check_allow_deny(seeded)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -12,6 +13,9 @@ from allowlist_sync.cli import build_parser
 from allowlist_sync.emulator import EmulatorStore, Fault, bundled_snapshot
 from allowlist_sync.emulator.account import ALLOW, DENY
 from allowlist_sync.emulator.seed import (
+    HAND_MADE_PARTNER,
+    HAND_MADE_RULE,
+    HAND_MADE_STALE,
     JUST_ENABLED_CALLER,
     PRESETS,
     RuleSeed,
@@ -222,9 +226,23 @@ def test_the_preset_office_rule_follows_a_given_caller(caller: str, office: str)
     ]
 
 
+def test_the_hand_made_preset_holds_last_years_entra_ranges_and_a_partner() -> None:
+    """`hand-made`: just-enabled plus a hand-kept allow rule with most of the published Entra
+    ranges and one partner address, the adoption candidate of the README walk-through."""
+    seed = build_seed(preset="hand-made")
+    assert seed.enforce is True and seed.caller_ip == JUST_ENABLED_CALLER
+    office, hand_made = seed.rules
+    assert office.name == "Office" and hand_made.name == HAND_MADE_RULE
+    assert hand_made.type == ALLOW and hand_made.cidrs[-1] == HAND_MADE_PARTNER
+    published = json.loads(Path(str(bundled_snapshot())).read_text())
+    entra = next(v for v in published["values"] if v["name"] == "AzureActiveDirectory")
+    prefixes = entra["properties"]["addressPrefixes"]
+    assert list(hand_made.cidrs[:-1]) == prefixes[: len(prefixes) - HAND_MADE_STALE]
+
+
 def test_every_preset_is_described() -> None:
     """Each preset has a one-line description for --help and the docs."""
-    assert set(PRESETS) == {"just-enabled"}
+    assert set(PRESETS) == {"just-enabled", "hand-made"}
     assert all(text and "\n" not in text for text in PRESETS.values())
 
 
