@@ -8,7 +8,7 @@ import sys
 
 import httpx
 
-from tests.conftest import cli_env
+from tests.conftest import PUBLIC_FEED, cli_env
 
 
 def test_emulator_command_prints_exports_serves_and_stops() -> None:
@@ -26,7 +26,8 @@ def test_emulator_command_prints_exports_serves_and_stops() -> None:
             proc.stdout.readline().removeprefix("export ").strip().split("=", 1) for _ in range(3)
         )
         assert set(exports) == {"DBT_CLOUD_HOST_URL", "DBT_CLOUD_ACCOUNT_ID", "DBT_CLOUD_TOKEN"}
-        env = {**cli_env(), **exports}
+        # The bundled snapshot: `check` also proves the feed can be read (offline here).
+        env = {**cli_env(), **exports, "ALLOWLIST_SYNC_SOURCE_FILE": str(PUBLIC_FEED)}
         result = subprocess.run(
             [sys.executable, "-m", "allowlist_sync", "check", "--output", "json"],
             env=env,
