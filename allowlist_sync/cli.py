@@ -112,7 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         "see docs/running.md.",
     )
     check = commands.add_parser(
-        "check", help="validate the configuration and that the token can read the rules"
+        "check",
+        help="preflight: configuration, token, rules, enforcement, lock-out, feed; writes nothing",
+        description="Answer, before anything is written, whether a sync can succeed: the "
+        "configuration, the token reading the account (write permission is known only when "
+        "it writes), the account's rules with the owned rule and any rule to adopt, enforcement, "
+        "whether a rule besides the owned one lets this job in, and the feed fetched now. "
+        "Exit 0 only when no check fails; 77 token refused, 78 bad configuration, 1 otherwise.",
     )
     check.add_argument(
         "--output", choices=("text", "json"), default="text", help="text (default) or JSON"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from allowlist_sync.emulator.faults import Fault
 from allowlist_sync.errors import UnsafePlanError
 from allowlist_sync.guards import check_lockout
 from allowlist_sync.plan import Plan
-from tests.conftest import RULE_NAME
+from tests.conftest import RULE_NAME, write_feed
 from tests.fakes.download_center import DownloadCenter, day, feed_body, tag_prefixes
 from tests.inprocess import Result, run_main
 
@@ -434,3 +435,49 @@ def test_lockout_refusal_points_to_check() -> None:
     )
     with pytest.raises(UnsafePlanError, match="allowlist-sync check"):
         check_lockout(plan, enforcement=True, allowed_without_rule=False, allow_risk=False)
+
+
+def test_a_failing_validate_answer_fails_the_caller_check(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+    center: DownloadCenter,
+) -> None:
+    """A validate question the platform does not answer fails the caller check (exit 1), the
+    other checks still pass."""
+    store.seed_rule(RULE_NAME, cidrs=PUBLISHED[:5])
+    store.set_enforcement(True)
+    store.caller_ip = "127.0.0.1"
+    store.seed_rule(OFFICE, cidrs=["127.0.0.0/8"])
+    store.add_fault(Fault(path_regex="/validate/", action="status", status=404))
+    result = check(monkeypatch, capsys, emulator, center, "--output", "json")
+    assert result.code == 1, result.stderr
+    report = report_of(result)
+    assert report["failed"] == ["caller"]
+    assert report["caller"]["error"]["kind"] == "not_found"
+
+
+def test_a_feed_the_scope_guard_refuses_fails_the_feed_check(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+    tmp_path: Path,
+) -> None:
+    """A feed holding 0.0.0.0/0 fails the feed check as sync's scope guard would refuse it."""
+    feed = write_feed(tmp_path / "ServiceTags_Public_20251028.json", [*PUBLISHED, "0.0.0.0/0"])
+    result = check(
+        monkeypatch,
+        capsys,
+        emulator,
+        None,
+        "--output",
+        "json",
+        ALLOWLIST_SYNC_SOURCE_FILE=str(feed),
+    )
+    assert result.code == 1, result.stderr
+    report = report_of(result)
+    assert report["failed"] == ["feed"] and report["feed"]["error"]["kind"] == "refused"
+    assert "0.0.0.0/0" in report["feed"]["message"]
+    assert str(feed) in report["feed"]["looked_in"]
