@@ -15,7 +15,12 @@ from typing import Any
 
 import pytest
 
-from allowlist_sync.commands.preflight import adoption_candidates
+from allowlist_sync.commands.preflight import (
+    Preflight,
+    adoption_candidates,
+    caller_message,
+    check_caller,
+)
 from allowlist_sync.dbt.models import Cidr, Rule
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.emulator.faults import Fault
@@ -481,3 +486,34 @@ def test_a_feed_the_scope_guard_refuses_fails_the_feed_check(
     assert report["failed"] == ["feed"] and report["feed"]["error"]["kind"] == "refused"
     assert "0.0.0.0/0" in report["feed"]["message"]
     assert str(feed) in report["feed"]["looked_in"]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "enforced", "owned_id", "says"),
+    [
+        (True, True, 7, "let in by a rule other than the owned one (id 7)"),
+        (True, False, None, "enforcement is off: it matters once it is turned on"),
+        (False, True, 7, "let in only by the owned rule (id 7): the lock-out guard will refuse"),
+        (False, False, 7, "if enforcement is turned on, the lock-out guard refuses"),
+        (False, True, None, "its answers disagree"),
+    ],
+)
+def test_caller_message_says_what_the_answer_means(
+    allowed: bool, enforced: bool, owned_id: int | None, says: str
+) -> None:
+    """Each validate answer, with enforcement on or off, is explained for the lock-out guard."""
+    assert says in caller_message(allowed, enforced, owned_id)
+
+
+def test_enforced_rules_without_a_rule_set_id_fail_the_caller_check() -> None:
+    """Rules that carry no rule set id cannot be asked about while enforcement is on: a failed
+    check, and no request sent."""
+    result = Preflight()
+    result.checks["enforcement"] = {"ok": True, "enabled": True, "message": "on"}
+    client: Any = object()  # any request would raise AttributeError
+    check_caller(client, [rule(1, ["198.51.100.0/24"])], 1, result)
+    assert result.checks["caller"]["ok"] is False
+    assert "ip_restriction_rule_set_id" in result.checks["caller"]["message"]
+    result.checks["enforcement"]["enabled"] = False
+    check_caller(client, [rule(1, ["198.51.100.0/24"])], 1, result)
+    assert result.checks["caller"]["ok"] is True
