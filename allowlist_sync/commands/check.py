@@ -17,7 +17,7 @@ from typing import Any, TextIO
 import orjson
 from pydantic import SecretStr
 
-from allowlist_sync.commands.preflight import CHECKS, run_preflight
+from allowlist_sync.commands.preflight import CHECKS, FeedSource, run_preflight
 from allowlist_sync.config import Settings, env_name
 from allowlist_sync.logs import REDACTED, display_url, get_logger, redact, register_secret
 from allowlist_sync.serve.crontab import cron_trigger
@@ -62,12 +62,14 @@ def next_run(settings: Settings, now: datetime | None = None) -> datetime | None
     return when
 
 
-def run_check(settings: Settings, out: TextIO, *, output: str = "text") -> int:
+def run_check(
+    settings: Settings, out: TextIO, *, output: str = "text", source: FeedSource | None = None
+) -> int:
     """Run every check, print the report; returns the exit code."""
     if settings.webhook_url is not None:
         register_secret(settings.webhook_url.get_secret_value())
     when = next_run(settings)
-    preflight = run_preflight(settings)
+    preflight = run_preflight(settings, source)
     failed = preflight.failed
     report: dict[str, Any] = {
         "ok": not failed,

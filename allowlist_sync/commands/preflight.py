@@ -122,14 +122,23 @@ def skipped(reason: str) -> dict[str, Any]:
     return {"ok": None, "skipped": reason, "message": f"skipped ({reason})"}
 
 
-def run_preflight(settings: Settings) -> Preflight:
+@dataclass(frozen=True)
+class FeedSource:
+    """Where `check` reads the feed: `--source-file` / `--source-url` as `sync` takes them."""
+
+    file: str | None = None
+    url: str | None = None
+
+
+def run_preflight(settings: Settings, source: FeedSource | None = None) -> Preflight:
     """Every check against the configured account and source; never writes, never raises
     AllowlistSyncError (each becomes its check's failure)."""
+    source = source or FeedSource()
     result = Preflight()
     result.checks["config"] = {"ok": True, "message": "valid"}
     result.checks["write"] = {"ok": None, "permission": "unknown", "message": WRITE_UNKNOWN}
     with run_deadline(settings.run_timeout):
-        desired = check_feed(settings, result)
+        desired = check_feed(settings, source, result)
         try:
             with DbtClient.connect(
                 settings.dbt_connection(), owned_rule_name=settings.rule_name
@@ -146,14 +155,19 @@ def run_preflight(settings: Settings) -> Preflight:
     return result
 
 
-def check_feed(settings: Settings, result: Preflight) -> tuple[Network, ...] | None:
+def check_feed(
+    settings: Settings, source: FeedSource, result: Preflight
+) -> tuple[Network, ...] | None:
     """Fetch and validate the feed as `sync` would; the desired set, or None when it failed."""
+    # As in sync: a flag wins over ALLOWLIST_SYNC_SOURCE_FILE.
+    from_flags = source.file is not None or source.url is not None
+    source_file = source.file if from_flags else settings.source_file
     try:
-        feed = load_feed(settings.feed_query(), source_file=settings.source_file)
+        feed = load_feed(settings.feed_query(), source_file=source_file, source_url=source.url)
         check_feed_scope(feed.all_prefixes(), limits(settings))
         desired = desired_set(feed, settings)
     except AllowlistSyncError as exc:
-        result.fail("feed", exc, looked_in=feed_locations(settings))
+        result.fail("feed", exc, looked_in=feed_locations(settings, source))
         failed = result.checks["feed"]
         failed["message"] += f" (looked in: {failed['looked_in']})"
         return None
@@ -161,8 +175,12 @@ def check_feed(settings: Settings, result: Preflight) -> tuple[Network, ...] | N
     return desired
 
 
-def feed_locations(settings: Settings) -> str:
+def feed_locations(settings: Settings, source: FeedSource) -> str:
     """Where the feed is looked for, for a person opening egress or fixing a setting."""
+    if source.file is not None:
+        return f"--source-file {source.file}"
+    if source.url is not None:
+        return f"--source-url {display_url(source.url)}"
     if settings.source_file is not None:
         return f"ALLOWLIST_SYNC_SOURCE_FILE {settings.source_file}"
     if settings.source_url is not None:

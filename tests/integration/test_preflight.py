@@ -27,7 +27,7 @@ from allowlist_sync.emulator.faults import Fault
 from allowlist_sync.errors import UnsafePlanError
 from allowlist_sync.guards import check_lockout
 from allowlist_sync.plan import Plan
-from tests.conftest import RULE_NAME, write_feed
+from tests.conftest import PUBLIC_FEED, RULE_NAME, write_feed
 from tests.fakes.download_center import DownloadCenter, day, feed_body, tag_prefixes
 from tests.inprocess import Result, run_main
 
@@ -517,3 +517,37 @@ def test_enforced_rules_without_a_rule_set_id_fail_the_caller_check() -> None:
     result.checks["enforcement"]["enabled"] = False
     check_caller(client, [rule(1, ["198.51.100.0/24"])], 1, result)
     assert result.checks["caller"]["ok"] is True
+
+
+def test_source_flags_check_the_feed_sync_will_be_given(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+    center: DownloadCenter,
+) -> None:
+    """`--source-file` and `--source-url` are checked instead of discovery, as `sync` takes them;
+    a bad URL is a configuration error (78) before any request."""
+    by_file = check(
+        monkeypatch, capsys, emulator, None, "--output", "json", "--source-file", str(PUBLIC_FEED)
+    )
+    assert by_file.code == 0, by_file.stderr
+    assert report_of(by_file)["feed"]["source"]["kind"] == "file"
+    by_url = check(
+        monkeypatch,
+        capsys,
+        emulator,
+        None,
+        "--output",
+        "json",
+        "--source-url",
+        center.file_url(YESTERDAY),
+    )
+    assert by_url.code == 0, by_url.stderr
+    assert report_of(by_url)["feed"]["file_date"] == YESTERDAY
+    gone = check(monkeypatch, capsys, emulator, None, "--source-file", "/nonexistent/feed.json")
+    assert gone.code == 1 and "looked in: --source-file /nonexistent/feed.json" in gone.stdout
+    requests = len(store.requests)
+    bad = check(monkeypatch, capsys, emulator, None, "--output", "json", "--source-url", "ftp://x")
+    assert bad.code == 78 and "--source-url" in report_of(bad)["config"]["error"]["message"]
+    assert len(store.requests) == requests
