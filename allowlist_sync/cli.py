@@ -167,11 +167,22 @@ def build_parser() -> argparse.ArgumentParser:
         "see docs/running.md.",
     )
     check = commands.add_parser(
-        "check", help="validate the configuration and that the token can read the rules"
+        "check",
+        help="preflight: configuration, token, rules, enforcement, lock-out, feed; writes nothing",
+        description="Answer, before anything is written, whether a sync can succeed: the "
+        "configuration, the token reading the account (write permission is known only when "
+        "it writes), the account's rules with the owned rule and any rule to adopt, enforcement, "
+        "whether a rule besides the owned one lets this job in, and the feed fetched now. "
+        "Exit 0 only when no check fails; 77 token refused, 78 bad configuration, 1 otherwise.",
     )
     check.add_argument(
         "--output", choices=("text", "json"), default="text", help="text (default) or JSON"
     )
+    check_source = check.add_mutually_exclusive_group()
+    check_source.add_argument(
+        "--source-file", metavar="PATH", help="check this service-tags file ('-' for stdin)"
+    )
+    check_source.add_argument("--source-url", metavar="URL", help="check this download")
     return parser
 
 
@@ -387,7 +398,13 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from allowlist_sync.commands.check import run_check
+    from allowlist_sync.commands.preflight import FeedSource
+    from allowlist_sync.config import check_source_url
 
-    code = run_check(_load_settings(), sys.stdout, output=args.output)
+    settings = _load_settings()
+    if args.source_url is not None:
+        check_source_url(args.source_url)
+    source = FeedSource(file=args.source_file, url=args.source_url)
+    code = run_check(settings, sys.stdout, output=args.output, source=source)
     args.json_written = True
     return code

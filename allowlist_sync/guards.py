@@ -149,7 +149,9 @@ def check_lockout(
         f"IP restrictions are enforced and this job's own address is allowed only by "
         f"rule {plan.rule_id}; removing {len(plan.remove)} CIDR(s) from it could lock this job "
         "(and anyone behind the same egress) out, which only dbt support can undo. Allow the "
-        "job's egress IP in another rule, or re-run with --allow-lockout-risk"
+        "job's egress IP in another rule (the platform does not say which address it sees: "
+        "`allowlist-sync check` lists the rules and whether one besides the owned rule lets "
+        "this job in), or re-run with --allow-lockout-risk"
     )
     details: dict[str, object] = {"rule_id": plan.rule_id, "remove": len(plan.remove)}
     if not allow_risk:

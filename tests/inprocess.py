@@ -11,6 +11,7 @@ import structlog
 from allowlist_sync.cli import main
 from allowlist_sync.emulator import EmulatorServer
 from tests.emulated import ACCOUNT_ID, TOKEN
+from tests.feeds import OFFLINE
 
 
 @dataclass
@@ -43,6 +44,7 @@ def run_main(
         "ALLOWLIST_SYNC_RETRY_BACKOFF": "0",
         "ALLOWLIST_SYNC_RETRY_ATTEMPTS": "2",
         "ALLOWLIST_SYNC_LOG_FORMAT": "json",
+        **OFFLINE,  # discovery (`check`, a sync without a source) never reaches Microsoft
     }
     for name, value in {**base, **env}.items():
         monkeypatch.setenv(name, value)

@@ -1,8 +1,11 @@
-"""`allowlist-sync check`: is the configuration valid, and can the token read the account's rules?
+"""`allowlist-sync check`: a preflight that answers, before anything is written, whether a sync
+with this configuration can succeed.
 
-It prints the effective settings (secrets redacted), the schedule's next run, and the result of
-one read of the account's IP restrictions. Exit 0 when both pass, 78 when the configuration is
-invalid, 1 when the API read fails. It never writes anything.
+It prints the verdict first, then one line per check (`commands/preflight.py`: configuration,
+reading the account, write permission, the account's rules, enforcement, whether this job is let
+in without the owned rule, the feed), the account's rules, the effective settings (secrets
+redacted) and the schedule's next run. Exit 0 only when no check failed, 77 when the platform
+refused the token, 78 for an invalid configuration, 1 otherwise. It sends only GET requests.
 """
 
 from __future__ import annotations
@@ -14,14 +17,25 @@ from typing import Any, TextIO
 import orjson
 from pydantic import SecretStr
 
+from allowlist_sync.commands.preflight import CHECKS, FeedSource, run_preflight
 from allowlist_sync.config import Settings, env_name
-from allowlist_sync.dbt.client import DbtClient
-from allowlist_sync.dbt.rules import find_owned_rule, rule_set_enabled
-from allowlist_sync.errors import AllowlistSyncError, ExitCode
 from allowlist_sync.logs import REDACTED, display_url, get_logger, redact, register_secret
 from allowlist_sync.serve.crontab import cron_trigger
 
 log = get_logger(__name__)
+
+#: How each check is named in the text report.
+LABELS = {
+    "config": "configuration",
+    "api": "dbt API",
+    "write": "write permission",
+    "rules": "rules",
+    "enforcement": "enforcement",
+    "caller": "this job's address",
+    "feed": "feed",
+}
+#: The text report lists this many rules; `--output json` lists every one.
+SHOWN_RULES = 40
 
 
 def effective_settings(settings: Settings) -> dict[str, Any]:
@@ -48,31 +62,22 @@ def next_run(settings: Settings, now: datetime | None = None) -> datetime | None
     return when
 
 
-def check_api(settings: Settings) -> dict[str, Any]:
-    """One read of the account's rules with the configured token; raises AllowlistSyncError."""
-    with DbtClient.connect(settings.dbt_connection(), owned_rule_name=settings.rule_name) as client:
-        rules = client.list_rules()
-    owned = find_owned_rule(rules, settings.rule_name)
-    return {
-        "ok": True,
-        "rules": len(rules),
-        "rule_set_enabled": rule_set_enabled(rules),
-        "owned_rule": (
-            {"id": owned.id, "name": owned.name, "cidrs": len(owned.active_cidrs)}
-            if owned is not None
-            else None
-        ),
-    }
-
-
-def run_check(settings: Settings, out: TextIO, *, output: str = "text") -> int:
-    """Print the effective settings and the API check; returns the exit code."""
+def run_check(
+    settings: Settings, out: TextIO, *, output: str = "text", source: FeedSource | None = None
+) -> int:
+    """Run every check, print the report; returns the exit code."""
     if settings.webhook_url is not None:
         register_secret(settings.webhook_url.get_secret_value())
     when = next_run(settings)
+    preflight = run_preflight(settings, source)
+    failed = preflight.failed
     report: dict[str, Any] = {
-        "ok": False,
-        "config": {"ok": True},
+        "ok": not failed,
+        "verdict": "failed" if failed else "passed",
+        "failed": failed,
+        "checks": list(CHECKS),
+        **preflight.checks,
+        "account_id": settings.account_id,
         "settings": effective_settings(settings),
         "schedule": {
             "expression": settings.schedule,
@@ -80,50 +85,69 @@ def run_check(settings: Settings, out: TextIO, *, output: str = "text") -> int:
             "next_run": when.isoformat() if when else None,
         },
     }
-    code = ExitCode.OK
-    try:
-        report["api"] = check_api(settings)
-        log.info("check_api_ok", rules=report["api"]["rules"])
-    except AllowlistSyncError as exc:
-        report["api"] = {"ok": False, "error": {"kind": exc.kind, "message": str(exc)}}
-        log.error("check_api_failed", kind=exc.kind, error=str(exc))
-        code = (
-            exc.exit_code if exc.exit_code in (ExitCode.CONFIG, ExitCode.AUTH) else ExitCode.FAILED
-        )
-    report["ok"] = code == ExitCode.OK
     if output == "json":
         out.write(redact(orjson.dumps(report).decode()) + "\n")
     else:
         out.write(redact(render_check_text(report)))
-    return int(code)
+    return int(preflight.exit_code)
+
+
+def printable(text: object) -> str:
+    """`text` on one line: control characters (newlines, terminal escapes) shown escaped."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
 def render_check_text(report: dict[str, Any]) -> str:
-    """The check report for people."""
-    lines = ["Configuration: valid", ""]
+    """The check report for people: verdict, one line per check, rules, settings, schedule."""
+    if report["ok"]:
+        verdict = "Preflight: PASSED: a sync with this configuration can run (whether the token "
+        verdict += "may write is known only when it writes)"
+    else:
+        verdict = f"Preflight: FAILED ({', '.join(report['failed'])}): a sync with this "
+        verdict += "configuration would not succeed"
+    lines = [verdict, ""]
+    marks = {True: "ok", False: "FAILED", None: "?"}
+    for name in report["checks"]:
+        check = report[name]
+        lines.append(f"  {marks[check['ok']]:<7}{LABELS[name]}: {printable(check['message'])}")
+    lines += render_rules(report)
+    lines += ["", "Settings:"]
     width = max(len(k) for k in report["settings"])
     for key, value in report["settings"].items():
         shown = ",".join(value) if isinstance(value, list) else value
-        lines.append(f"  {key.ljust(width)}  {'' if shown is None else shown}")
+        lines.append(f"  {key.ljust(width)}  {'' if shown is None else printable(shown)}")
     schedule = report["schedule"]
     lines += [
         "",
         f"Schedule: {schedule['expression']!r} ({schedule['timezone']}), next run "
         f"{schedule['next_run']}",
     ]
-    api = report["api"]
-    if api["ok"]:
-        owned = api["owned_rule"]
-        rule = (
-            f"owned rule id {owned['id']} holds {owned['cidrs']} CIDRs"
-            if owned
-            else "the owned rule does not exist yet (the first sync creates it)"
-        )
-        enforced = "on" if api["rule_set_enabled"] else "off"
-        lines.append(
-            f"dbt API: ok, the token can read {api['rules']} IP-restriction rule(s); {rule}; "
-            f"enforcement {enforced}."
-        )
-    else:
-        lines.append(f"dbt API: FAILED ({api['error']['kind']}): {api['error']['message']}")
     return "\n".join(lines) + "\n"
+
+
+def render_rules(report: dict[str, Any]) -> list[str]:
+    """The account's rules as a table, the owned one and an adoption candidate marked."""
+    listed = report["rules"].get("rules")
+    if listed is None:
+        return []
+    lines = ["", f"Rules in account {report['account_id']} ({len(listed)}):"]
+    if not listed:
+        return [*lines, "  (none)"]
+    lines.append(f"  {'id':>10}  {'type':<5}  {'CIDRs':>6}  name")
+    candidate = report["rules"].get("adoption_candidate")
+    for rule in listed[:SHOWN_RULES]:
+        mark = ""
+        if rule["owned"]:
+            mark = "  (owned)"
+        elif rule["adoption_candidate"] and candidate is not None:
+            mark = (
+                f"  <- adoption candidate: holds {candidate['holds']} of the "
+                f"{candidate['desired']} desired CIDRs"
+            )
+        lines.append(
+            f"  {rule['id']:>10}  {printable(rule['type']):<5}  {rule['cidrs']:>6}  "
+            f"{printable(repr(rule['name']))}{mark}"
+        )
+    if len(listed) > SHOWN_RULES:
+        lines.append(f"  ... and {len(listed) - SHOWN_RULES} more (--output json lists every rule)")
+    return lines

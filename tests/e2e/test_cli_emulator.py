@@ -17,6 +17,7 @@ import pytest
 from allowlist_sync.emulator import DEFAULT_TOKEN
 from allowlist_sync.errors import ExitCode
 from tests.cli import cli_env
+from tests.feeds import PUBLIC_FEED
 
 SNAPSHOT_NAME = "ServiceTags_Public_20251028.trimmed.json"
 
@@ -85,7 +86,8 @@ def test_emulator_command_prints_exports_serves_and_stops() -> None:
         }
         result = subprocess.run(
             [sys.executable, "-m", "allowlist_sync", "check", "--output", "json"],
-            env={**cli_env(), **emulator.exports},
+            # The bundled snapshot: `check` also proves the feed can be read (offline here).
+            env={**cli_env(), **emulator.exports, "ALLOWLIST_SYNC_SOURCE_FILE": str(PUBLIC_FEED)},
             capture_output=True,
             text=True,
             timeout=60,

@@ -115,7 +115,7 @@ def test_check_json_is_one_object_on_every_exit(
     store: EmulatorStore,
 ) -> None:
     """Every way `check --output json` can end prints exactly one JSON object with `ok`."""
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"ALLOWLIST_SYNC_SOURCE_FILE": str(PUBLIC_FEED)}  # the feed check
     if case == "auth":
         env["DBT_CLOUD_TOKEN"] = "dbtc_wrong_token_value"
     elif case == "config":

@@ -277,17 +277,20 @@ def test_check_shows_urls_without_query(
     store: EmulatorStore,
 ) -> None:
     """`check` prints the source, Pushgateway and webhook URLs with the query as `?<redacted>`."""
-    env = {
-        "ALLOWLIST_SYNC_SOURCE_URL": f"https://mirror.example.com/f.json?sig={SIGNATURE}",
-        "ALLOWLIST_SYNC_PUSHGATEWAY_URL": f"https://push.example.com/?token={SIGNATURE}",
-        "ALLOWLIST_SYNC_WEBHOOK_URL": f"https://hooks.example.com/x?code={SIGNATURE}",
-    }
-    for output in ("json", "text"):
-        result = run_main(monkeypatch, capsys, emulator, "check", "--output", output, **env)
-        assert result.code == 0, result.stderr
-        assert_clean(result, SIGNATURE)
-        assert "https://mirror.example.com/f.json?<redacted>" in result.stdout
-        assert "https://push.example.com/?<redacted>" in result.stdout
+    with DownloadCenter() as center:  # `check` fetches the feed: a loopback mirror, signed
+        center.files[RECENT] = PUBLIC_FEED.read_bytes()
+        source = center.file_url(RECENT)
+        env = {
+            "ALLOWLIST_SYNC_SOURCE_URL": f"{source}?sig={SIGNATURE}",
+            "ALLOWLIST_SYNC_PUSHGATEWAY_URL": f"https://push.example.com/?token={SIGNATURE}",
+            "ALLOWLIST_SYNC_WEBHOOK_URL": f"https://hooks.example.com/x?code={SIGNATURE}",
+        }
+        for output in ("json", "text"):
+            result = run_main(monkeypatch, capsys, emulator, "check", "--output", output, **env)
+            assert result.code == 0, result.stderr
+            assert_clean(result, SIGNATURE)
+            assert f"{source}?<redacted>" in result.stdout
+            assert "https://push.example.com/?<redacted>" in result.stdout
     assert_untouched(store)
 
 

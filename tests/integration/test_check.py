@@ -1,4 +1,7 @@
-"""`allowlist-sync check`: effective settings, secrets redacted, one API read, exit 0/78/77/1."""
+"""`allowlist-sync check`: effective settings, secrets redacted, reads only, exit 0/78/77/1.
+
+The preflight's checks one by one, against the emulator in each state: test_preflight.py.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,12 @@ import pytest
 
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from tests.emulated import RULE_NAME, TOKEN
+from tests.feeds import PUBLIC_FEED
 from tests.inprocess import run_main
 
 HOOK = "https://hooks.slack.example/services/T0/B0/hooksecret"
+#: A feed `check` can read offline (a file a person chose only warns about its age).
+FEED = {"ALLOWLIST_SYNC_SOURCE_FILE": str(PUBLIC_FEED)}
 
 
 def test_check_passes_and_redacts_secrets(
@@ -29,6 +35,7 @@ def test_check_passes_and_redacts_secrets(
         "--output",
         "json",
         ALLOWLIST_SYNC_WEBHOOK_URL=HOOK,
+        **FEED,
     )
     assert result.code == 0, result.stderr
     report = json.loads(result.stdout)
@@ -40,14 +47,14 @@ def test_check_passes_and_redacts_secrets(
     assert report["api"]["owned_rule"]["cidrs"] == 2
     assert TOKEN not in result.stdout + result.stderr
     assert "hooksecret" not in result.stdout + result.stderr
-    assert [r.method for r in store.requests] == ["GET"]  # one read, no write
+    assert {r.method for r in store.requests} == {"GET"} and store.write_count() == 0
 
 
 def test_check_text_output(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], emulator: EmulatorServer
 ) -> None:
     """The text report lists settings by variable name and says the owned rule is not there yet."""
-    result = run_main(monkeypatch, capsys, emulator, "check")
+    result = run_main(monkeypatch, capsys, emulator, "check", **FEED)
     assert result.code == 0
     assert "DBT_CLOUD_TOKEN" in result.stdout and TOKEN not in result.stdout
     assert "dbt API: ok" in result.stdout and "does not exist yet" in result.stdout
