@@ -41,6 +41,7 @@ from allowlist_sync.guards import (
     Limits,
     check_feed_scope,
     check_lockout,
+    check_overlap,
     check_plan,
     check_rollback,
     lockout_question,
@@ -257,6 +258,7 @@ def guard(
 ) -> None:
     """Step 5: every guard on the plan; the same before the first write and after a re-plan."""
     check_plan(plan, limits(settings), force=options.force)
+    check_overlap(plan, account.rules, limits(settings), force=options.force)
     if plan.has_changes and account.current is not None:
         check_rollback(
             applied_record(feed),
