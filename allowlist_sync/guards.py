@@ -17,22 +17,14 @@ check's one fact (is this caller let in without the owned rule?) and passes the 
 
 from __future__ import annotations
 
-from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from allowlist_sync.cidrs import (
-    Network,
-    aggregate,
-    network_or_none,
-    parse_network,
-    scope_problem,
-    sorted_networks,
-)
+from allowlist_sync.cidrs import Network, network_or_none, parse_network, scope_problem
 from allowlist_sync.dbt.models import Rule, RuleType
 from allowlist_sync.errors import UnsafePlanError
 from allowlist_sync.logs import get_logger
-from allowlist_sync.plan import Plan
+from allowlist_sync.plan import AddressSpan, Plan
 from allowlist_sync.record import FeedRecord
 
 log = get_logger(__name__)
@@ -122,31 +114,18 @@ def adoption_candidates(
     for rule in rules:
         if not rule.is_active or rule.type != RuleType.ALLOW or rule.name == owned_name:
             continue
-        held = _held(desired, _coverage(rule, limits))
+        span = _coverage(rule, limits)
+        held = sum(1 for network in desired if span.covers(network))
         if held / len(desired) >= ADOPT_FRACTION:
             found.append(Overlap(rule.id, rule.name, held, len(desired)))
     return sorted(found, key=lambda o: (-o.held, o.rule_id))
 
 
-def _coverage(rule: Rule, limits: Limits) -> dict[int, list[Network]]:
-    """The rule's addresses per IP version, as sorted disjoint networks (broad entries left out)."""
+def _coverage(rule: Rule, limits: Limits) -> AddressSpan:
+    """The addresses the rule lets in, broad entries left out."""
     minimum = {4: limits.min_prefix_length_ipv4, 6: limits.min_prefix_length_ipv6}
     networks = [network_or_none(c.cidr) for c in rule.active_cidrs]
-    narrow = [n for n in networks if n is not None and n.prefixlen >= minimum[n.version]]
-    collapsed = sorted_networks(aggregate(narrow))
-    return {v: [n for n in collapsed if n.version == v] for v in (4, 6)}
-
-
-def _held(desired: Sequence[Network], coverage: dict[int, list[Network]]) -> int:
-    """How many desired networks lie wholly inside the coverage (one disjoint block each)."""
-    starts = {v: [int(n.network_address) for n in nets] for v, nets in coverage.items()}
-    held = 0
-    for network in desired:
-        blocks = coverage[network.version]
-        at = bisect_right(starts[network.version], int(network.network_address)) - 1
-        if at >= 0 and network.subnet_of(blocks[at]):  # type: ignore[arg-type]
-            held += 1
-    return held
+    return AddressSpan(n for n in networks if n is not None and n.prefixlen >= minimum[n.version])
 
 
 def check_overlap(

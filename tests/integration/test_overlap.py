@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 
 from allowlist_sync.config import Settings
@@ -158,3 +161,69 @@ def test_a_hostile_rule_name_is_quoted_on_one_line(
     message = str(run(settings).error)
     assert "\n" not in message and "\x1b" not in message
     assert len(message) < 900
+
+
+ADOPT_ENV = {
+    "ALLOWLIST_SYNC_RULE_NAME": MANUAL,
+    "ALLOWLIST_SYNC_EXCLUDE_CIDRS": PUBLISHED[5],
+    "ALLOWLIST_SYNC_EXTRA_CIDRS": "93.184.216.34/32",
+}
+
+
+def seed_adoptable(store: EmulatorStore) -> None:
+    """A hand-made rule with a partner IP in it, an office rule letting the caller in, enforced."""
+    seed_manual(store, [*PUBLISHED, "198.51.100.7/32"])
+    store.seed_rule("Office", cidrs=["192.0.2.0/24"])
+    store.set_enforcement(True)
+    store.caller_ip = "192.0.2.10"
+
+
+def test_an_adopted_rules_plan_says_why_each_line_is_there(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+) -> None:
+    """The partner IP is `not published`, the excluded range `excluded`, the extra named."""
+    seed_adoptable(store)
+    result = run_main(
+        monkeypatch, capsys, emulator, "sync", "--dry-run", "--source-file", str(PUBLIC_FEED),
+        **ADOPT_ENV,
+    )  # fmt: skip
+    assert result.code == ExitCode.OK, result.stdout
+    out = result.stdout
+    assert "Enforcement: on; lock-out check: this job's address is let in by another rule\n" in out
+    assert re.search(r"\n  - 198\.51\.100\.7/32  \(id \d+, not published\)\n", out)
+    excluded = re.escape(PUBLISHED[5])
+    assert re.search(
+        rf"\n  - {excluded}  \(id \d+, excluded by ALLOWLIST_SYNC_EXCLUDE_CIDRS\)\n", out
+    )
+    assert "\n  + 93.184.216.34/32  (extra: ALLOWLIST_SYNC_EXTRA_CIDRS)\n" in out
+    assert store.write_count() == 0
+
+
+def test_the_json_plan_carries_the_same_reasons(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+) -> None:
+    """`--output json` keeps the `add`/`remove` string lists and adds the reasons beside them."""
+    seed_adoptable(store)
+    result = run_main(
+        monkeypatch, capsys, emulator,
+        "sync", "--dry-run", "--output", "json", "--source-file", str(PUBLIC_FEED),
+        **ADOPT_ENV,
+    )  # fmt: skip
+    data = json.loads(result.stdout)
+    assert data["add"] == ["93.184.216.34/32"]
+    assert sorted(data["remove"]) == sorted(["198.51.100.7/32", PUBLISHED[5]])
+    assert data["add_reasons"] == [
+        {"cidr": "93.184.216.34/32", "reason": "extra", "by": "ALLOWLIST_SYNC_EXTRA_CIDRS"}
+    ]
+    reasons = {r["cidr"]: (r["reason"], r["by"]) for r in data["remove_reasons"]}
+    assert reasons == {
+        "198.51.100.7/32": ("not_published", None),
+        PUBLISHED[5]: ("excluded", "ALLOWLIST_SYNC_EXCLUDE_CIDRS"),
+    }
+    assert data["lockout_check"] == {"caller_allowed_without_owned_rule": True}
