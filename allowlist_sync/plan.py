@@ -61,10 +61,9 @@ class AddressSpan:
 
     def __init__(self, networks: Iterable[Network]) -> None:
         merged: dict[int, list[list[int]]] = {4: [], 6: []}
-        ordered = sorted(networks, key=lambda n: (n.version, int(n.network_address)))
-        for net in ordered:
-            start, end = int(net.network_address), int(net.broadcast_address)
-            ranges = merged[net.version]
+        bounds = sorted((n.version, *_bounds(n)) for n in networks)
+        for version, start, end in bounds:
+            ranges = merged[version]
             if ranges and start <= ranges[-1][1] + 1:
                 ranges[-1][1] = max(ranges[-1][1], end)
             else:
@@ -78,13 +77,15 @@ class AddressSpan:
 
     def covers(self, network: Network) -> bool:
         """Every address of `network` is in the span."""
-        found = self._last_from(network, int(network.network_address))
-        return found is not None and found[1] >= int(network.broadcast_address)
+        start, end = _bounds(network)
+        found = self._last_from(network, start)
+        return found is not None and found[1] >= end
 
     def touches(self, network: Network) -> bool:
         """Some address of `network` is in the span."""
-        found = self._last_from(network, int(network.broadcast_address))
-        return found is not None and found[1] >= int(network.network_address)
+        start, end = _bounds(network)
+        found = self._last_from(network, end)
+        return found is not None and found[1] >= start
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,12 @@ class _Removals:
         if at >= 0 and _within(network, self.by_start[at]):
             return self.by_start[at]
         return None
+
+
+def _bounds(network: Network) -> tuple[int, int]:
+    """The first and last address of `network`, as integers (cheaper than its properties)."""
+    start = int(network.network_address)
+    return start, start | ((1 << (network.max_prefixlen - network.prefixlen)) - 1)
 
 
 def _start(network: Network) -> tuple[int, int]:
