@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 from dataclasses import replace
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from allowlist_sync.azure.feed import Feed, SourceInfo
-from allowlist_sync.cidrs import Network, parse_network
+from allowlist_sync.cidrs import Network, build_desired, parse_network
 from allowlist_sync.dbt.models import Cidr, Rule
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, Provenance, compute_plan, explain
@@ -189,3 +192,36 @@ def test_an_unexplained_plan_still_renders_and_serialises() -> None:
         {"cidr": "198.51.100.7", "id": 100, "reason": None, "by": None}
     ]
     assert data["lockout_check"] is None
+
+
+_BLOCKS = st.builds(
+    lambda third, length: parse_network(f"20.1.{third}.0/{length}"),
+    st.integers(0, 15),
+    st.integers(20, 26),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    published=st.lists(_BLOCKS, min_size=1, max_size=8),
+    stored=st.lists(_BLOCKS, max_size=10),
+    exclude=st.lists(_BLOCKS, max_size=2),
+)
+def test_every_removal_gets_a_reason_that_matches_the_sources(
+    published: list[Network], stored: list[Network], exclude: list[Network]
+) -> None:
+    """Each removal has one reason; `not published` only when no published address is in it."""
+    desired = build_desired(
+        [str(n) for n in published], families=("ipv4",), exclude=[str(e) for e in exclude]
+    )
+    current = rule(*(str(n) for n in stored))
+    why = Provenance(published=tuple(published), exclude=tuple(exclude))
+    plan = explain(compute_plan(desired, current, rule_name="aad"), why)
+    assert len(plan.remove_reasons) == len(plan.remove) and len(plan.add_reasons) == len(plan.add)
+    assert {r.code for r in plan.add_reasons} <= {"published"}
+    for entry, reason in zip(plan.remove, plan.remove_reasons, strict=True):
+        network = parse_network(entry.cidr)
+        touches_published = any(network.overlaps(p) for p in published)  # type: ignore[arg-type]
+        assert (reason.code == "not_published" and not reason.partly) == (not touches_published)
+        if reason.code == "replaced":
+            assert any(network.subnet_of(d) for d in desired)  # type: ignore[arg-type]
