@@ -4,6 +4,7 @@ its numbers and says what would override it.
 | guard         | refuses                                               | override             |
 |---------------|-------------------------------------------------------|----------------------|
 | feed_scope    | a published prefix not global unicast, or too broad   | none                 |
+| overlap       | creating the rule while another holds >= half the set | --force              |
 | rollback      | a feed older than the one last applied to the rule    | --force              |
 | empty_desired | an empty desired set                                  | none                 |
 | min_prefixes  | a desired set under ALLOWLIST_SYNC_MIN_PREFIXES       | --force              |
@@ -16,13 +17,14 @@ check's one fact (is this caller let in without the owned rule?) and passes the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from allowlist_sync.cidrs import parse_network, scope_problem
+from allowlist_sync.cidrs import Network, network_or_none, parse_network, scope_problem
+from allowlist_sync.dbt.models import Rule, RuleType
 from allowlist_sync.errors import UnsafePlanError
 from allowlist_sync.logs import get_logger
-from allowlist_sync.plan import Plan
+from allowlist_sync.plan import AddressSpan, Plan
 from allowlist_sync.record import FeedRecord
 
 log = get_logger(__name__)
@@ -73,6 +75,102 @@ def check_feed_scope(prefixes: Iterable[str], limits: Limits) -> None:
         guard="feed_scope",
         details={"prefixes": list(bad)[:_SHOWN], "count": len(bad)},
     )
+
+
+#: An allow rule the job does not own that already holds this share of the desired set is offered
+#: for adoption instead of a second rule being created beside it.
+ADOPT_FRACTION = 0.5
+#: How much of a rule's name a message quotes (names come from the account: anyone's text).
+_NAME_SHOWN = 80
+
+
+@dataclass(frozen=True)
+class Overlap:
+    """An allow rule the job does not own, and how many of the desired CIDRs it already holds."""
+
+    rule_id: int
+    rule_name: str
+    held: int
+    desired: int
+
+    @property
+    def share(self) -> float:
+        return self.held / self.desired if self.desired else 0.0
+
+
+def adoption_candidates(
+    desired: Sequence[Network], rules: Iterable[Rule], *, owned_name: str, limits: Limits
+) -> list[Overlap]:
+    """Active allow rules, other than the owned one, holding >= ADOPT_FRACTION of `desired`,
+    the one holding most first.
+
+    A desired network counts as held when the rule's entries cover all of its addresses. Entries
+    broader than a feed could publish (the feed-scope prefix lengths: `0.0.0.0/0`, a /8) are left
+    out: a rule letting everyone in covers every range but is no copy of the set to adopt.
+    """
+    if not desired:
+        return []
+    found = []
+    for rule in rules:
+        if not rule.is_active or rule.type != RuleType.ALLOW or rule.name == owned_name:
+            continue
+        span = _coverage(rule, limits)
+        held = sum(1 for network in desired if span.covers(network))
+        if held / len(desired) >= ADOPT_FRACTION:
+            found.append(Overlap(rule.id, rule.name, held, len(desired)))
+    return sorted(found, key=lambda o: (-o.held, o.rule_id))
+
+
+def _coverage(rule: Rule, limits: Limits) -> AddressSpan:
+    """The addresses the rule lets in, broad entries left out."""
+    minimum = {4: limits.min_prefix_length_ipv4, 6: limits.min_prefix_length_ipv6}
+    networks = [network_or_none(c.cidr) for c in rule.active_cidrs]
+    return AddressSpan(n for n in networks if n is not None and n.prefixlen >= minimum[n.version])
+
+
+def check_overlap(
+    plan: Plan, rules: Iterable[Rule], limits: Limits, *, force: bool = False
+) -> None:
+    """Refuse to create the owned rule while another allow rule already holds half the set.
+
+    The person who keeps such a rule by hand meant it for these ranges: a second rule beside it
+    would leave theirs holding ranges Microsoft has dropped, forever. Adopt it by name, or
+    `--force` a separate rule.
+    """
+    if not plan.creates_rule:
+        return
+    found = adoption_candidates(plan.desired, rules, owned_name=plan.rule_name, limits=limits)
+    if not found:
+        return
+    top, others = found[0], len(found) - 1
+    also = (
+        f" ({others} other rule{'s' if others > 1 else ''} also hold{'' if others > 1 else 's'}"
+        " half or more)"
+        if others
+        else ""
+    )
+    name = _quoted(top.rule_name)
+    message = (
+        f"rule {name} (id {top.rule_id}) already holds {top.held} of the {top.desired} desired "
+        f"CIDRs ({top.share:.0%}){also}, and this job's rule {_quoted(plan.rule_name)} does not "
+        "exist yet: creating it would leave two rules for the same ranges. Adopt that rule "
+        f"(set ALLOWLIST_SYNC_RULE_NAME={name}: this job then manages its CIDRs and keeps its "
+        "description's text), or create a separate rule anyway (re-run with --force)"
+    )
+    details: dict[str, object] = {
+        "rule_id": top.rule_id,
+        "held": top.held,
+        "desired": top.desired,
+        "other_candidates": others,
+    }
+    if not force:
+        raise UnsafePlanError(message, guard="overlap", details=details)
+    log.warning("guard_overridden", guard="overlap", flag="--force", **details)
+
+
+def _quoted(name: str) -> str:
+    """A rule name for a one-line message: quoted, escaped, and cut when very long."""
+    return repr(name if len(name) <= _NAME_SHOWN else name[:_NAME_SHOWN] + "...")
 
 
 def check_rollback(

@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from allowlist_sync._version import __version__
 from allowlist_sync.azure.feed import SourceInfo
-from allowlist_sync.cidrs import sorted_networks
+from allowlist_sync.cidrs import sort_key, sorted_networks
 from allowlist_sync.errors import AllowlistSyncError, ExitCode
 from allowlist_sync.logs import scrub
-from allowlist_sync.plan import Plan
+from allowlist_sync.plan import Plan, Reason
 
 Status = Literal["in_sync", "changes_pending", "applied", "refused", "failed"]
 #: Every status word, in the order reports list them.
@@ -70,6 +70,14 @@ class Outcome:
             "dry_run": self.dry_run,
             "add": [str(n) for n in sorted_networks(plan.add)] if plan else [],
             "remove": [c.cidr for c in plan.remove] if plan else [],
+            # Why each line is there, in the order of `add` and `remove` (reason null: unknown).
+            "add_reasons": add_reasons(plan) if plan else [],
+            "remove_reasons": remove_reasons(plan) if plan else [],
+            "lockout_check": (
+                {"caller_allowed_without_owned_rule": plan.caller_allowed_without_rule}
+                if plan and plan.caller_allowed_without_rule is not None
+                else None
+            ),
             "counts": {
                 "desired": len(plan.desired) if plan else None,
                 "current": plan.current_count if plan else None,
@@ -106,3 +114,23 @@ class Outcome:
         # so no consumer of this object (JSON output, /readyz, the webhook) can print them.
         scrubbed: dict[str, Any] = scrub(data)
         return scrubbed
+
+
+def add_reasons(plan: Plan) -> list[dict[str, Any]]:
+    """`{cidr, reason, by}` for each addition, in the sorted order of the JSON `add` list."""
+    reasons: list[Reason | None] = list(plan.add_reasons) or [None] * len(plan.add)
+    pairs = sorted(zip(plan.add, reasons, strict=True), key=lambda pair: sort_key(pair[0]))
+    return [{"cidr": str(n), **_reason_json(r)} for n, r in pairs]
+
+
+def remove_reasons(plan: Plan) -> list[dict[str, Any]]:
+    """`{cidr, id, reason, by}` for each removal, in the order of the JSON `remove` list."""
+    reasons: list[Reason | None] = list(plan.remove_reasons) or [None] * len(plan.remove)
+    return [
+        {"cidr": c.cidr, "id": c.id, **_reason_json(r)}
+        for c, r in zip(plan.remove, reasons, strict=True)
+    ]
+
+
+def _reason_json(reason: Reason | None) -> dict[str, Any]:
+    return {"reason": reason.code if reason else None, "by": reason.by if reason else None}

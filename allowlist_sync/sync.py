@@ -22,7 +22,7 @@ from allowlist_sync.apply import WriteFacts, apply_plan, verify
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.azure.feed import Feed
 from allowlist_sync.azure.source import load_feed
-from allowlist_sync.cidrs import Network, build_desired, network_or_none
+from allowlist_sync.cidrs import Network, build_desired, network_or_none, parse_network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule
@@ -41,6 +41,7 @@ from allowlist_sync.guards import (
     Limits,
     check_feed_scope,
     check_lockout,
+    check_overlap,
     check_plan,
     check_rollback,
     lockout_question,
@@ -48,7 +49,7 @@ from allowlist_sync.guards import (
 from allowlist_sync.logs import get_logger
 from allowlist_sync.net.deadline import run_deadline
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.plan import Plan, apply_mode, compute_plan
+from allowlist_sync.plan import Plan, Provenance, apply_mode, compute_plan, explain
 from allowlist_sync.record import FeedRecord, read_record
 from allowlist_sync.runlock import run_lock
 
@@ -93,22 +94,23 @@ def run_once(
         # 3. Current rule, and what the platform would refuse anyway.
         client = stack.enter_context(connected(settings, outcome, dbt_transport))
         account = read_account(client, settings.rule_name, outcome)
+        why = provenance(feed, settings, deny_conflicts(desired, account.rules))
         desired = drop_deny_conflicts(desired, account.rules, outcome)
-        # 4. Plan (rendered by the caller).
-        plan = make_plan(desired, account.current, settings)
+        # 4. Plan, each line with its reason, and the platform's lock-out answer for it.
+        plan = ask_lockout(make_plan(desired, account, settings, why), account, client)
         outcome.plan = plan
         log_plan(plan)
-        if options.on_plan is not None:
+        if options.on_plan is not None:  # rendered by the caller
             options.on_plan(plan, feed, account.current)
         # 5. Guards.
-        guard(plan, feed, account, client, settings, options)
+        guard(plan, feed, account, settings, options)
         if not plan.has_changes:
             outcome.status = "in_sync"
         elif options.dry_run:
             outcome.status = "changes_pending"
         else:
             # 6. Apply, 7. verify.
-            apply_and_verify(client, plan, account, desired, feed, settings, options, outcome)
+            apply_and_verify(client, plan, account, desired, why, feed, settings, options, outcome)
         if outcome.failed_cidrs:
             # The rule cannot hold the whole desired set: monitoring must see it (exit 1).
             outcome.status = "failed"
@@ -260,15 +262,11 @@ def drop_deny_conflicts(
 
 
 def guard(
-    plan: Plan,
-    feed: Feed,
-    account: Account,
-    client: DbtClient,
-    settings: Settings,
-    options: RunOptions,
+    plan: Plan, feed: Feed, account: Account, settings: Settings, options: RunOptions
 ) -> None:
     """Step 5: every guard on the plan; the same before the first write and after a re-plan."""
     check_plan(plan, limits(settings), force=options.force)
+    check_overlap(plan, account.rules, limits(settings), force=options.force)
     if plan.has_changes and account.current is not None:
         check_rollback(
             applied_record(feed),
@@ -276,21 +274,26 @@ def guard(
             rule_id=account.current.id,
             force=options.force,
         )
-    allowed_without: bool | None = None
-    if lockout_question(plan, account.enforcement):
-        if account.rule_set_id is None:
-            raise ApiResponseError(
-                "rules carry no ip_restriction_rule_set_id; cannot check lock-out"
-            )
-        assert plan.rule_id is not None
-        allowed_without = client.caller_allowed(account.rule_set_id, without_rule_id=plan.rule_id)
-        log.info("lockout_check", caller_allowed_without_owned_rule=allowed_without)
     check_lockout(
         plan,
         enforcement=account.enforcement,
-        allowed_without_rule=allowed_without,
+        allowed_without_rule=plan.caller_allowed_without_rule,
         allow_risk=options.allow_lockout_risk,
     )
+
+
+def ask_lockout(plan: Plan, account: Account, client: DbtClient) -> Plan:
+    """The plan with the platform's answer to the lock-out guard's question, when it has one:
+    would this caller be let in without the owned rule? (Asked before the plan is shown, so
+    the plan can say it.)"""
+    if not lockout_question(plan, account.enforcement):
+        return plan
+    if account.rule_set_id is None:
+        raise ApiResponseError("rules carry no ip_restriction_rule_set_id; cannot check lock-out")
+    assert plan.rule_id is not None
+    allowed = client.caller_allowed(account.rule_set_id, without_rule_id=plan.rule_id)
+    log.info("lockout_check", caller_allowed_without_owned_rule=allowed)
+    return replace(plan, caller_allowed_without_rule=allowed)
 
 
 def applied_record(feed: Feed) -> FeedRecord:
@@ -303,6 +306,7 @@ def apply_and_verify(
     plan: Plan,
     account: Account,
     desired: tuple[Network, ...],
+    why: Provenance,
     feed: Feed,
     settings: Settings,
     options: RunOptions,
@@ -311,8 +315,9 @@ def apply_and_verify(
     """Steps 6 and 7: write the plan, then read the rule back."""
 
     def replan(current: Rule | None) -> Plan:
-        again = make_plan(desired, current, settings)
-        guard(again, feed, replace(account, current=current), client, settings, options)
+        now = replace(account, current=current)
+        again = ask_lockout(make_plan(desired, now, settings, why), now, client)
+        guard(again, feed, now, settings, options)
         if again.has_changes:
             log_plan(again, replanned=True)
         return again
@@ -357,10 +362,25 @@ def desired_set(feed: Feed, settings: Settings) -> tuple[Network, ...]:
     return desired
 
 
-def make_plan(desired: tuple[Network, ...], current: Rule | None, settings: Settings) -> Plan:
-    """The plan for the current rule under the configured mode."""
-    plan = compute_plan(desired, current, rule_name=settings.rule_name)
-    return apply_mode(plan, settings.mode)
+def make_plan(
+    desired: tuple[Network, ...], account: Account, settings: Settings, why: Provenance
+) -> Plan:
+    """The plan for the account's owned rule under the configured mode, each line explained."""
+    plan = compute_plan(desired, account.current, rule_name=settings.rule_name)
+    plan = explain(apply_mode(plan, settings.mode), why)
+    return replace(plan, enforcement=account.enforcement)
+
+
+def provenance(feed: Feed, settings: Settings, denied: dict[Network, int]) -> Provenance:
+    """Where the desired set came from (`denied`: what deny rules took out of it), for the plan
+    to say why each line is there."""
+    return Provenance(
+        published=tuple(parse_network(p) for p in feed.all_prefixes()),
+        extra=tuple(parse_network(c) for c in settings.extra_cidrs),
+        exclude=tuple(parse_network(c) for c in settings.exclude_cidrs),
+        families=tuple(settings.ip_families),
+        denied=tuple(denied.items()),
+    )
 
 
 def log_plan(plan: Plan, *, replanned: bool = False) -> None:

@@ -18,17 +18,18 @@ import pytest
 from structlog.testing import capture_logs
 
 from allowlist_sync.azure.feed import Feed
-from allowlist_sync.cidrs import parse_network
+from allowlist_sync.cidrs import Network, parse_network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Cidr, Rule
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import ApiResponseError, ExitCode, OwnershipError, VerifyError
 from allowlist_sync.outcome import Outcome
-from allowlist_sync.plan import Plan
+from allowlist_sync.plan import Plan, Provenance
 from allowlist_sync.sync import (
     Account,
     RunOptions,
+    ask_lockout,
     desired_set,
     drop_deny_conflicts,
     guard,
@@ -224,14 +225,20 @@ def test_deleted_deny_rules_and_entries_do_not_conflict(settings: Settings) -> N
 # --- step 4: plan ---
 
 
+def plan_for(desired: tuple[Network, ...], current: Rule | None, settings: Settings) -> Plan:
+    """The pipeline's plan for `current`, as if the account held only it (enforcement off)."""
+    account = Account([current] if current else [], current, enforcement=False, rule_set_id=None)
+    return make_plan(desired, account, settings, Provenance(published=desired))
+
+
 def test_plan_in_add_only_mode_keeps_what_sync_mode_removes(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same desired set and rule plan a removal in sync mode and none in add-only mode."""
     current = rule(5, ["20.190.128.0/18", "198.51.100.0/24"])
     desired = (parse_network("20.190.128.0/18"),)
-    synced = make_plan(desired, current, emulator_settings(emulator, monkeypatch, mode="sync"))
-    added = make_plan(desired, current, emulator_settings(emulator, monkeypatch, mode="add-only"))
+    synced = plan_for(desired, current, emulator_settings(emulator, monkeypatch, mode="sync"))
+    added = plan_for(desired, current, emulator_settings(emulator, monkeypatch, mode="add-only"))
     assert [c.cidr for c in synced.remove] == ["198.51.100.0/24"]
     assert added.remove == () and len(added.keep) == 2 and added.mode == "add-only"
 
@@ -244,10 +251,10 @@ def test_guard_refuses_lockout_check_without_a_rule_set_id(
 ) -> None:
     """Under enforcement, a removal with no rule set id to validate against is an API error."""
     current = rule(5, [*PUBLISHED[:20], "198.51.100.0/24"])
-    plan = make_plan(tuple(parse_network(p) for p in PUBLISHED[:20]), current, settings)
+    plan = plan_for(tuple(parse_network(p) for p in PUBLISHED[:20]), current, settings)
     account = Account([current], current, enforcement=True, rule_set_id=None)
     with pytest.raises(ApiResponseError, match="ip_restriction_rule_set_id"):
-        guard(plan, feed_of(settings), account, client, settings, RunOptions())
+        ask_lockout(plan, account, client)
     assert store.requests == []
 
 
@@ -256,9 +263,9 @@ def test_guard_asks_the_platform_only_when_removing_under_enforcement(
 ) -> None:
     """An add-only plan under enforcement runs the guards without any lock-out request."""
     current = rule(5, PUBLISHED[:20], ip_restriction_rule_set_id=1, rule_set_enabled=True)
-    plan = make_plan(tuple(parse_network(p) for p in PUBLISHED), current, settings)
+    plan = plan_for(tuple(parse_network(p) for p in PUBLISHED), current, settings)
     account = Account([current], current, enforcement=True, rule_set_id=1)
-    guard(plan, feed_of(settings), account, client, settings, RunOptions())
+    guard(ask_lockout(plan, account, client), feed_of(settings), account, settings, RunOptions())
     assert store.requests == []
 
 
@@ -267,7 +274,7 @@ def test_guard_asks_the_platform_only_when_removing_under_enforcement(
 
 def expected_plan(stored: list[str], desired: list[str], settings: Settings) -> Plan:
     """The plan from a rule holding `stored` to `desired`."""
-    return make_plan(tuple(parse_network(p) for p in desired), rule(5, stored), settings)
+    return plan_for(tuple(parse_network(p) for p in desired), rule(5, stored), settings)
 
 
 def test_verify_passes_when_the_refused_cidrs_are_missing(

@@ -8,7 +8,7 @@ from structlog.testing import capture_logs
 from allowlist_sync.cidrs import parse_network
 from allowlist_sync.dbt.models import Cidr, Rule
 from allowlist_sync.errors import ExitCode, UnsafePlanError
-from allowlist_sync.guards import Limits, check_plan
+from allowlist_sync.guards import Limits, adoption_candidates, check_overlap, check_plan
 from allowlist_sync.plan import Plan, compute_plan
 
 
@@ -65,3 +65,46 @@ def test_removal_guard_has_a_floor() -> None:
 def test_largest_real_weekly_change_passes() -> None:
     """The largest legitimate weekly removal since 2019 (15 of 95) passes the default guard."""
     check_plan(make_plan(desired=95, current=95, keep=80), Limits())
+
+
+def _rule(rule_id: int, name: str, cidrs: list[str], **fields: int) -> Rule:
+    return Rule(
+        id=rule_id, name=name, type=fields.get("type", 1), state=fields.get("state", 1),
+        cidrs=[Cidr(id=i, cidr=c) for i, c in enumerate(cidrs)],
+    )  # fmt: skip
+
+
+def test_adoption_counts_a_range_covered_by_smaller_entries_together() -> None:
+    """Two stored halves hold a desired /23; entries outside the set do not count."""
+    desired = tuple(parse_network(n) for n in ("20.1.0.0/23", "20.2.0.0/24", "2603:1::/48"))
+    rule = _rule(5, "by hand", ["20.1.0.0/24", "20.1.1.0/24", "20.9.0.0/24", "2603:1::/48"])
+    found = adoption_candidates(desired, [rule], owned_name="job", limits=Limits())
+    assert [(o.rule_id, o.held, o.desired) for o in found] == [(5, 2, 3)]
+
+
+def test_adoption_skips_the_owned_deleted_deny_and_too_broad_rules() -> None:
+    """Only an active allow rule the job does not own, with narrow entries, is a candidate."""
+    desired = (parse_network("20.1.0.0/24"),)
+    rules = [
+        _rule(1, "job", ["20.1.0.0/24"]),
+        _rule(2, "gone", ["20.1.0.0/24"], state=2),
+        _rule(3, "deny", ["20.1.0.0/24"], type=2),
+        _rule(4, "everyone", ["0.0.0.0/0", "20.0.0.0/8", "not a network"]),
+    ]
+    assert adoption_candidates(desired, rules, owned_name="job", limits=Limits()) == []
+    assert adoption_candidates((), rules, owned_name="x", limits=Limits()) == []
+
+
+def test_overlap_is_checked_only_when_the_rule_would_be_created() -> None:
+    """An existing owned rule is never refused for overlap; a create is, and --force lifts it."""
+    desired = (parse_network("20.1.0.0/24"), parse_network("20.2.0.0/24"))
+    other = [_rule(9, "by hand", ["20.1.0.0/24"])]
+    create = compute_plan(desired, None, rule_name="job")
+    update = compute_plan(desired, _rule(1, "job", []), rule_name="job")
+    check_overlap(update, other, Limits())
+    with pytest.raises(UnsafePlanError, match=r"holds 1 of the 2 desired CIDRs \(50%\)") as e:
+        check_overlap(create, other, Limits())
+    assert e.value.guard == "overlap" and e.value.exit_code == ExitCode.REFUSED
+    with capture_logs() as logs:
+        check_overlap(create, other, Limits(), force=True)
+    assert [(e["guard"], e["flag"]) for e in logs] == [("overlap", "--force")]
