@@ -94,11 +94,14 @@ def emulator_exports() -> Iterator[dict[str, str]]:
         assert proc.wait(timeout=10) == 0
 
 
-def test_the_walkthrough_has_the_emulator_then_a_dry_run_an_apply_and_a_rerun() -> None:
+def test_the_walkthrough_refuses_then_adopts_applies_and_reruns() -> None:
     """The section holds the commands this test runs, so an edit cannot empty it silently."""
-    assert [step.argv[:2] for step in STEPS] == [["allowlist-sync", "emulator"]] + [
-        ["allowlist-sync", "sync"]
-    ] * 3
+    assert [step.argv[:2] for step in STEPS] == [
+        ["allowlist-sync", "emulator"],
+        ["allowlist-sync", "sync"],
+        ["export", "ALLOWLIST_SYNC_RULE_NAME=Entra SCIM (by hand)"],
+        *[["allowlist-sync", "sync"]] * 3,
+    ]
 
 
 def test_the_walkthrough_reads_the_bundled_snapshot_offline() -> None:
@@ -106,6 +109,8 @@ def test_the_walkthrough_reads_the_bundled_snapshot_offline() -> None:
     snapshot = bundled_snapshot()
     assert snapshot is not None
     for step in STEPS[1:]:
+        if step.argv[0] == "export":
+            continue
         path = step.argv[step.argv.index("--source-file") + 1]
         assert (ROOT / path).resolve() == Path(snapshot).resolve()
 
@@ -125,6 +130,10 @@ def test_every_walkthrough_command_works_as_written(
             monkeypatch.setenv(name, value)
     outputs = []
     for step in STEPS[1:]:
+        if step.argv[0] == "export":  # what the shell would do with it
+            name, _, value = step.argv[1].partition("=")
+            monkeypatch.setenv(name, value)
+            continue
         assert not SHELL_SPECIALS & set(step.line), f"the shell would change {step.line!r}"
         capsys.readouterr()
         try:
@@ -134,8 +143,9 @@ def test_every_walkthrough_command_works_as_written(
             structlog.reset_defaults()
         assert code == step.exit_code, f"{step.line}\n{out}\n{err}"
         outputs.append(out)
-    dry_run, applied, rerun = outputs
-    assert "Plan: create the rule with 216" in dry_run
-    assert "Dry run: nothing was written." in dry_run
-    assert "Applied: created rule" in applied and "with 216 CIDRs, verified." in applied
+    refused, dry_run, applied, rerun = outputs
+    assert "Refused:" in refused and "'Entra SCIM (by hand)'" in refused
+    assert "Dry run: nothing was written." in dry_run and "not published" in dry_run
+    assert "192.0.2.10/32" in dry_run
+    assert "Applied: 5 added, 1 removed" in applied
     assert "No changes." in rerun
