@@ -19,18 +19,17 @@ every problem at once. Only GET requests are sent.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from allowlist_sync.azure import Feed, load_feed
-from allowlist_sync.cidrs import Network, network_or_none
+from allowlist_sync.cidrs import Network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule, RuleType
 from allowlist_sync.dbt.rules import deny_conflicts, find_owned_rule, rule_set_enabled
 from allowlist_sync.errors import AllowlistSyncError, ApiResponseError, ExitCode
-from allowlist_sync.guards import check_feed_scope
+from allowlist_sync.guards import Overlap, adoption_candidates, check_feed_scope
 from allowlist_sync.logs import display_url, get_logger
 from allowlist_sync.net.deadline import run_deadline
 from allowlist_sync.render import describe_source
@@ -44,43 +43,6 @@ WRITE_UNKNOWN = (
     "unknown (only a write proves it: the dbt API has no dry-run write; a token without write "
     "permission fails `sync` with a 403, exit 77, nothing written)"
 )
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An allow rule the job does not own that holds `holds` of the `desired` networks."""
-
-    rule: Rule
-    holds: int
-    desired: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "id": self.rule.id,
-            "name": self.rule.name,
-            "holds": self.holds,
-            "desired": self.desired,
-        }
-
-
-def adoption_candidates(
-    rules: Sequence[Rule], desired: Sequence[Network], owned_name: str
-) -> list[Candidate]:
-    """Active allow rules not named `owned_name` holding half or more of `desired`, most first.
-
-    Stored entries are compared as networks, as the plan does: `10.0.0.1/24` holds 10.0.0.0/24.
-    """
-    wanted = set(desired)
-    if not wanted:
-        return []
-    found = []
-    for rule in rules:
-        if not rule.is_active or rule.type != RuleType.ALLOW or rule.name == owned_name:
-            continue
-        held = {network_or_none(c.cidr) for c in rule.active_cidrs} & wanted
-        if 2 * len(held) >= len(wanted):
-            found.append(Candidate(rule, len(held), len(wanted)))
-    return sorted(found, key=lambda c: (-c.holds, c.rule.id))
 
 
 @dataclass
@@ -261,10 +223,14 @@ def check_rules(
         return None
     conflicts = deny_conflicts(desired, rules) if desired is not None else {}
     wanted = tuple(n for n in desired if n not in conflicts) if desired is not None else None
-    candidates = adoption_candidates(rules, wanted, name) if owned is None and wanted else []
+    candidates = (
+        adoption_candidates(wanted, rules, owned_name=name, limits=limits(settings))
+        if owned is None and wanted
+        else []
+    )
     candidate = candidates[0] if candidates else None
     for entry in listed:
-        entry["adoption_candidate"] = candidate is not None and entry["id"] == candidate.rule.id
+        entry["adoption_candidate"] = candidate is not None and entry["id"] == candidate.rule_id
     problems = []
     if candidate is not None:
         problems.append(adoption_message(candidate, name))
@@ -280,7 +246,16 @@ def check_rules(
         "ok": not problems,
         "rules": listed,
         "owned_rule_id": owned.id if owned else None,
-        "adoption_candidate": candidate.to_json() if candidate else None,
+        "adoption_candidate": (
+            {
+                "id": candidate.rule_id,
+                "name": candidate.rule_name,
+                "holds": candidate.held,
+                "desired": candidate.desired,
+            }
+            if candidate
+            else None
+        ),
         "deny_conflicts": len(conflicts),
         "message": "; ".join(problems) or rules_summary(rules, owned, name, desired),
     }
@@ -302,14 +277,14 @@ def rule_json(rule: Rule, owned_name: str) -> dict[str, Any]:
     }
 
 
-def adoption_message(candidate: Candidate, owned_name: str) -> str:
+def adoption_message(candidate: Overlap, owned_name: str) -> str:
     """Why the first sync would be refused, and the two ways on."""
-    rule = candidate.rule
     return (
-        f"the owned rule {owned_name!r} does not exist yet and rule {rule.name!r} (id {rule.id}) "
-        f"holds {candidate.holds} of the {candidate.desired} desired CIDRs: the first sync will "
-        "be refused (guard overlap, exit 3). Adopt it with "
-        f"ALLOWLIST_SYNC_RULE_NAME={shlex.quote(rule.name)}, or create a separate rule anyway "
+        f"the owned rule {owned_name!r} does not exist yet and rule {candidate.rule_name!r} "
+        f"(id {candidate.rule_id}) holds {candidate.held} of the {candidate.desired} desired "
+        "CIDRs: the first sync will be refused (guard overlap, exit 3). Adopt it with "
+        f"ALLOWLIST_SYNC_RULE_NAME={shlex.quote(candidate.rule_name)}, or create a separate rule "
+        "anyway "
         "with `allowlist-sync sync --force`"
     )
 

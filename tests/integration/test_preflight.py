@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from allowlist_sync.cidrs import Network
 from allowlist_sync.commands.preflight import (
     Preflight,
-    adoption_candidates,
     caller_message,
     check_caller,
 )
@@ -25,7 +25,7 @@ from allowlist_sync.dbt.models import Cidr, Rule
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.emulator.faults import Fault
 from allowlist_sync.errors import UnsafePlanError
-from allowlist_sync.guards import check_lockout
+from allowlist_sync.guards import Limits, Overlap, adoption_candidates, check_lockout
 from allowlist_sync.plan import Plan
 from tests.emulated import RULE_NAME
 from tests.fakes.download_center import DownloadCenter, day, feed_body, tag_prefixes
@@ -414,19 +414,19 @@ def test_adoption_needs_half_of_the_desired_set() -> None:
     """Exactly half is a candidate, one less is not; deny rules and the owned name never are."""
     desired = tuple(ipaddress.ip_network(f"192.0.2.{4 * i}/30") for i in range(10))
     texts = [str(n) for n in desired]
-    assert [c.rule.id for c in adoption_candidates([rule(1, texts[:5])], desired, RULE_NAME)] == [1]
-    assert adoption_candidates([rule(1, texts[:4])], desired, RULE_NAME) == []
-    assert adoption_candidates([rule(1, texts, type=2)], desired, RULE_NAME) == []
-    assert adoption_candidates([rule(1, texts, name=RULE_NAME)], desired, RULE_NAME) == []
-    assert adoption_candidates([rule(1, texts)], (), RULE_NAME) == []
+
+    def candidates(rules: list[Rule], wanted: tuple[Network, ...] = desired) -> list[Overlap]:
+        return adoption_candidates(wanted, rules, owned_name=RULE_NAME, limits=Limits())
+
+    assert [c.rule_id for c in candidates([rule(1, texts[:5])])] == [1]
+    assert candidates([rule(1, texts[:4])]) == []
+    assert candidates([rule(1, texts, type=2)]) == []
+    assert candidates([rule(1, texts, name=RULE_NAME)]) == []
+    assert candidates([rule(1, texts)], ()) == []
     # Stored forms are compared as networks: a bare address or host bits set still count.
     loose = ["192.0.2.1/30", "192.0.2.4/30", "192.0.2.9/30", "192.0.2.12/30", "192.0.2.16/30"]
-    best = adoption_candidates(
-        [rule(1, loose), rule(2, texts[:6]), rule(3, ["not a network", *texts[:5]])],
-        desired,
-        RULE_NAME,
-    )
-    assert [(c.rule.id, c.holds) for c in best] == [(2, 6), (1, 5), (3, 5)]
+    best = candidates([rule(1, loose), rule(2, texts[:6]), rule(3, ["not a network", *texts[:5]])])
+    assert [(c.rule_id, c.held) for c in best] == [(2, 6), (1, 5), (3, 5)]
 
 
 def test_lockout_refusal_points_to_check() -> None:
