@@ -94,8 +94,9 @@ def run_once(
         # 3. Current rule, and what the platform would refuse anyway.
         client = stack.enter_context(connected(settings, outcome, dbt_transport))
         account = read_account(client, settings.rule_name, outcome)
-        why = provenance(feed, settings, deny_conflicts(desired, account.rules))
-        desired = drop_deny_conflicts(desired, account.rules, outcome)
+        conflicts = deny_conflicts(desired, account.rules)
+        why = provenance(feed, settings, conflicts)
+        desired = drop_deny_conflicts(desired, conflicts, outcome)
         # 4. Plan, each line with its reason, and the platform's lock-out answer for it.
         plan = ask_lockout(make_plan(desired, account, settings, why), account, client)
         outcome.plan = plan
@@ -244,10 +245,10 @@ def read_account(client: DbtClient, rule_name: str, outcome: Outcome) -> Account
 
 
 def drop_deny_conflicts(
-    desired: tuple[Network, ...], rules: list[Rule], outcome: Outcome
+    desired: tuple[Network, ...], conflicts: dict[Network, int], outcome: Outcome
 ) -> tuple[Network, ...]:
-    """CIDRs a deny rule holds are refused by the platform: never sent, reported (exit 1)."""
-    conflicts = deny_conflicts(desired, rules)
+    """CIDRs a deny rule holds (`dbt.rules.deny_conflicts`) are refused by the platform: never
+    sent, reported (exit 1)."""
     if not conflicts:
         return desired
     outcome.failed_cidrs = tuple(str(n) for n in conflicts)

@@ -22,6 +22,7 @@ from allowlist_sync.cidrs import Network, parse_network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Cidr, Rule
+from allowlist_sync.dbt.rules import deny_conflicts
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import ApiResponseError, ExitCode, OwnershipError, VerifyError
 from allowlist_sync.outcome import Outcome
@@ -206,7 +207,7 @@ def test_deny_conflicts_are_dropped_and_reported(settings: Settings) -> None:
     desired = (parse_network("20.190.128.0/18"), parse_network("40.126.0.0/18"))
     deny = Rule(id=7, name="Blocked", type=2, cidrs=[Cidr(cidr="40.126.0.0/18", id=1)])
     outcome = outcome_for(settings)
-    kept = drop_deny_conflicts(desired, [deny], outcome)
+    kept = drop_deny_conflicts(desired, deny_conflicts(desired, [deny]), outcome)
     assert kept == (parse_network("20.190.128.0/18"),)
     assert outcome.failed_cidrs == ("40.126.0.0/18",)
     assert "deny rule 7" in outcome.warnings[0]
@@ -218,7 +219,8 @@ def test_deleted_deny_rules_and_entries_do_not_conflict(settings: Settings) -> N
     deleted_rule = Rule(id=7, name="Old", type=2, state=2, cidrs=[Cidr(cidr="40.126.0.0/18")])
     deleted_entry = Rule(id=8, name="Blocked", type=2, cidrs=[Cidr(cidr="40.126.0.0/18", state=2)])
     outcome = outcome_for(settings)
-    assert drop_deny_conflicts(desired, [deleted_rule, deleted_entry], outcome) == desired
+    conflicts = deny_conflicts(desired, [deleted_rule, deleted_entry])
+    assert drop_deny_conflicts(desired, conflicts, outcome) == desired
     assert outcome.failed_cidrs == () and outcome.warnings == []
 
 
