@@ -1,0 +1,1 @@
+"""Okta's published IP ranges (`ip_ranges.json`): cells of CIDRs, fetched and validated."""
