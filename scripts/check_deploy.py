@@ -420,13 +420,13 @@ def check_deployment(checks: Checks, where: str, deployment: dict[str, Any], por
         )
 
 
-def setting_names(config_py: Path) -> set[str]:
-    """The ALLOWLIST_SYNC_* variables the program reads: its Settings fields, upper-cased."""
-    tree = ast.parse(config_py.read_text())
+def setting_names(config_dir: Path) -> set[str]:
+    """The ALLOWLIST_SYNC_* variables the program reads: its settings fields, upper-cased."""
     fields = {
         node.target.id
-        for cls in tree.body
-        if isinstance(cls, ast.ClassDef) and cls.name == "Settings"
+        for config_py in (config_dir / "runsettings.py", config_dir / "settings.py")
+        for cls in ast.parse(config_py.read_text()).body
+        if isinstance(cls, ast.ClassDef) and cls.name in ("RunSettings", "Settings")
         for node in cls.body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
@@ -872,7 +872,7 @@ def main() -> int:
 
     checks = Checks(verbose=args.verbose)
     image = dockerfile_facts(checks, args.repo / "Dockerfile")
-    image["settings"] = setting_names(args.repo / "allowlist_sync" / "config" / "settings.py")
+    image["settings"] = setting_names(args.repo / "allowlist_sync" / "config")
     check_kubernetes(checks, args.repo, args.kubectl, versions, image)
     check_monitoring(checks, args.repo, args.kubectl, versions)
     check_compose(checks, args.repo, args.compose, image)
