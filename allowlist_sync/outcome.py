@@ -17,6 +17,23 @@ Status = Literal["in_sync", "changes_pending", "applied", "refused", "failed"]
 STATUSES: tuple[Status, ...] = ("in_sync", "changes_pending", "applied", "refused", "failed")
 #: Statuses of a run that did its job (a dry run with pending changes included).
 SUCCESS_STATUSES: frozenset[str] = frozenset({"in_sync", "changes_pending", "applied"})
+#: The target of a run configured by the environment alone (its `target` label and field).
+DEFAULT_TARGET = "default"
+#: Statuses from the least to the most severe: a fleet's status is its most severe target's.
+STATUS_SEVERITY: tuple[Status, ...] = ("in_sync", "applied", "changes_pending", "refused", "failed")
+#: Exit codes from the least to the most severe: a fleet exits with its most severe target's.
+#: A failure that a retry can fix (1) comes first, so a CronJob's back-off and serve's retry
+#: still try again; then what a person must fix: configuration, the token, a guard's refusal;
+#: then changes pending (2, with --detailed-exitcode).
+EXIT_SEVERITY: tuple[ExitCode, ...] = (
+    ExitCode.OK,
+    ExitCode.CHANGES_PENDING,
+    ExitCode.REFUSED,
+    ExitCode.AUTH,
+    ExitCode.CONFIG,
+    ExitCode.FAILED,
+    ExitCode.INTERRUPTED,
+)
 
 
 @dataclass
@@ -25,6 +42,9 @@ class Outcome:
 
     status: Status
     dry_run: bool
+    #: The configured target's name (DEFAULT_TARGET without a config file) and account.
+    target: str = DEFAULT_TARGET
+    account_id: int | None = None
     plan: Plan | None = None
     source: SourceInfo | None = None
     rule_id: int | None = None
@@ -68,6 +88,8 @@ class Outcome:
         data: dict[str, Any] = {
             "status": self.status,
             "dry_run": self.dry_run,
+            "target": self.target,
+            "account_id": self.account_id,
             "add": [str(n) for n in sorted_networks(plan.add)] if plan else [],
             "remove": [c.cidr for c in plan.remove] if plan else [],
             # Why each line is there, in the order of `add` and `remove` (reason null: unknown).
@@ -114,6 +136,65 @@ class Outcome:
         # so no consumer of this object (JSON output, /readyz, the webhook) can print them.
         scrubbed: dict[str, Any] = scrub(data)
         return scrubbed
+
+
+@dataclass
+class FleetOutcome:
+    """A run over the targets of a config file: one Outcome per target, in the file's order.
+
+    `error` is a failure of the run as a whole (nothing was attempted: e.g. the run lock).
+    """
+
+    targets: list[Outcome]
+    dry_run: bool
+    duration_seconds: float = 0.0
+    error: AllowlistSyncError | None = None
+
+    @property
+    def status(self) -> Status:
+        """The most severe target status (`STATUS_SEVERITY`); `failed` for a run-level error."""
+        if self.error is not None or not self.targets:
+            return "failed"
+        return max((o.status for o in self.targets), key=STATUS_SEVERITY.index)
+
+    @property
+    def succeeded(self) -> bool:
+        """Every target did its job."""
+        return self.error is None and all(o.succeeded for o in self.targets)
+
+    def exit_code(self, *, detailed: bool = False) -> ExitCode:
+        """The most severe target's exit code, in the order of `EXIT_SEVERITY`."""
+        if self.error is not None:
+            return self.error.exit_code
+        codes = [o.exit_code(detailed=detailed) for o in self.targets] or [ExitCode.FAILED]
+        return max(codes, key=_severity)
+
+    def summary(self) -> dict[str, int]:
+        """How many targets ended in each status (every status word, zeros included)."""
+        return {s: sum(1 for o in self.targets if o.status == s) for s in STATUSES}
+
+    def to_json(self) -> dict[str, Any]:
+        """The `--output json` object of a config-file run: `status` and one item per target."""
+        data: dict[str, Any] = {
+            "status": self.status,
+            "dry_run": self.dry_run,
+            "targets": [o.to_json() for o in self.targets],
+            "summary": self.summary(),
+            "duration_seconds": round(self.duration_seconds, 3),
+            "error": (
+                {"kind": self.error.kind, "message": str(self.error)} if self.error else None
+            ),
+            "version": __version__,
+        }
+        scrubbed: dict[str, Any] = scrub(data)
+        return scrubbed
+
+
+def _severity(code: ExitCode) -> int:
+    # A code outside the list (none today) counts as a failure.
+    return (
+        EXIT_SEVERITY.index(code) if code in EXIT_SEVERITY else EXIT_SEVERITY.index(ExitCode.FAILED)
+    )
 
 
 def add_reasons(plan: Plan) -> list[dict[str, Any]]:

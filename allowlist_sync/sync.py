@@ -81,7 +81,12 @@ def run_once(
 ) -> Outcome:
     """Run the pipeline once and return its Outcome (errors included, never raised)."""
     options = options or RunOptions()
-    outcome = Outcome(status="failed", dry_run=options.dry_run, rule_name=settings.rule_name)
+    outcome = Outcome(
+        status="failed",
+        dry_run=options.dry_run,
+        rule_name=settings.rule_name,
+        account_id=settings.account_id,
+    )
     started = time.monotonic()
     with ExitStack() as stack, recorded(outcome):
         stack.enter_context(run_deadline(settings.run_timeout))
