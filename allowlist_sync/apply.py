@@ -29,7 +29,7 @@ from allowlist_sync.logs import get_logger
 from allowlist_sync.net.deadline import run_remaining
 from allowlist_sync.net.retries import RetryPolicy, backoff_seconds
 from allowlist_sync.plan import Plan
-from allowlist_sync.record import FeedRecord, with_record
+from allowlist_sync.record import FeedRecord, with_records
 
 log = get_logger(__name__)
 
@@ -41,8 +41,8 @@ MAX_WRITE_ROUNDS = 3
 class WriteFacts:
     """What every write of this run sends besides the CIDRs."""
 
-    #: The feed applied, recorded in the rule's description.
-    record: FeedRecord
+    #: The feeds applied, recorded in the rule's description (versioned sources only).
+    records: tuple[FeedRecord, ...]
     #: The account's `rule_set_enabled`, sent back unchanged.
     enforcement: bool
     #: The description of a rule this run creates (the record is appended).
@@ -178,14 +178,14 @@ def _write(client: DbtClient, plan: Plan, current: Rule | None, write: WriteFact
     if current is None:
         return client.create_owned_rule(
             cidrs=[str(n) for n in plan.add],
-            description=with_record(write.new_rule_description, write.record),
+            description=with_records(write.new_rule_description, write.records),
             rule_set_enabled=write.enforcement,
         )
     return client.update_owned_rule(
         current,
         add=[str(n) for n in plan.add],
         remove=plan.remove,
-        description=with_record(current.description, write.record),
+        description=with_records(current.description, write.records),
     )
 
 

@@ -17,10 +17,10 @@ from allowlist_sync._version import __version__
 from allowlist_sync.errors import ExitCode  # light: the exception tree only
 
 if TYPE_CHECKING:
-    from allowlist_sync.azure.feed import Feed
     from allowlist_sync.config import Settings
     from allowlist_sync.dbt.models import Rule
     from allowlist_sync.plan import Plan
+    from allowlist_sync.sources.ranges import RangeSet
 
 
 def _port(text: str) -> int:
@@ -308,8 +308,8 @@ def _run_sync(args: argparse.Namespace) -> int:
     if args.source_url is not None:
         check_source_url(args.source_url)
 
-    def show_plan(plan: Plan, feed: Feed, current: Rule | None) -> None:
-        render_plan_text(plan, feed, current, sys.stdout)
+    def show_plan(plan: Plan, ranges: RangeSet, current: Rule | None) -> None:
+        render_plan_text(plan, ranges, current, sys.stdout)
         sys.stdout.flush()
 
     options = RunOptions(

@@ -47,6 +47,8 @@ class Outcome:
     account_id: int | None = None
     plan: Plan | None = None
     source: SourceInfo | None = None
+    #: Every source of the target (name, type, prefixes per label, origin), as JSON.
+    sources: list[dict[str, Any]] = field(default_factory=list)
     rule_id: int | None = None
     rule_name: str | None = None
     rule_set_enabled: bool | None = None
@@ -120,6 +122,7 @@ class Outcome:
                 "rule_set_enabled": self.rule_set_enabled,
             },
             "source": self.source.to_json() if self.source else None,
+            "sources": self.sources,
             "failed_cidrs": list(self.failed_cidrs),
             "already_existed": list(self.already_existed),
             "mode": plan.mode if plan else None,

@@ -14,6 +14,7 @@ nothing, and no rollback can be detected against it.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 _MARKER = re.compile(
@@ -45,7 +46,24 @@ def read_record(description: str | None) -> FeedRecord | None:
     return FeedRecord(last["cloud"], int(last["change"]), last["date"])
 
 
+def read_records(description: str | None) -> dict[str, FeedRecord]:
+    """Every cloud's last marker in a description (a target may sync several clouds' files)."""
+    return {
+        m["cloud"]: FeedRecord(m["cloud"], int(m["change"]), m["date"])
+        for m in _MARKER.finditer(description or "")
+    }
+
+
 def with_record(description: str | None, applied: FeedRecord) -> str:
     """`description` with its marker(s) replaced by one for `applied`; a person's text is kept."""
+    return with_records(description, (applied,))
+
+
+def with_records(description: str | None, applied: Sequence[FeedRecord]) -> str:
+    """`description` with its markers replaced by one per record of `applied`; a person's text
+    is kept. Nothing to record (Okta's file and static CIDRs carry no version): unchanged."""
+    if not applied:
+        return description or ""
     text = _MARKER.sub("", description or "").strip()
-    return f"{text} {applied.marker()}" if text else applied.marker()
+    markers = " ".join(record.marker() for record in applied)
+    return f"{text} {markers}" if text else markers

@@ -8,21 +8,33 @@ from typing import TextIO
 
 import orjson
 
-from allowlist_sync.azure.feed import Feed, SourceInfo
+from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.cidrs import Network, network_or_none, sort_key
 from allowlist_sync.dbt.models import Rule
 from allowlist_sync.logs import redact
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, Reason
+from allowlist_sync.sources.ranges import Ranges, RangeSet
+
+
+def labelled_counts(ranges: Ranges) -> str:
+    """`AzureActiveDirectory: 216 prefixes` (an Okta cell, a static list: the same shape)."""
+    return ", ".join(f"{label}: {len(p)} prefixes" for label, p in ranges.prefixes.items())
 
 
 def describe_source(source: SourceInfo) -> str:
     """One line: where the feed came from and what it says about itself."""
-    facts = [f"cloud {source.cloud}", f"changeNumber {source.change_number}"]
+    if source.kind == "config":
+        return f"the configuration's {source.location}"
+    facts = []
+    if source.cloud is not None:
+        facts += [f"cloud {source.cloud}", f"changeNumber {source.change_number}"]
+    if source.published is not None and not source.file_date:
+        facts.append(f"published {source.published:%Y-%m-%d}")
     if source.file_date:
         d = source.file_date
         facts.append(f"dated {d[:4]}-{d[4:6]}-{d[6:]}")
-    return f"{source.kind} {source.location} ({', '.join(facts)})"
+    return f"{source.kind} {source.location}" + (f" ({', '.join(facts)})" if facts else "")
 
 
 def holds(plan: Plan) -> str:
@@ -51,7 +63,7 @@ class _Line:
     text: str
 
 
-def render_plan_text(plan: Plan, feed: Feed, current: Rule | None, out: TextIO) -> None:
+def render_plan_text(plan: Plan, ranges: RangeSet, current: Rule | None, out: TextIO) -> None:
     """Write the plan: a header, + / - lines each with its reason, and the counts.
 
     A long plan (over LONG_PLAN_LINES lines) shows its counts first, then its lines grouped by
@@ -59,9 +71,15 @@ def render_plan_text(plan: Plan, feed: Feed, current: Rule | None, out: TextIO) 
     """
     target = "(new rule)" if plan.creates_rule else f"(id {plan.rule_id})"
     out.write(f"Rule {plan.rule_name!r} {target}\n")
-    out.write(f"Source: {redact(describe_source(feed.source))}\n")
-    tags = ", ".join(f"{t}: {len(p)} prefixes" for t, p in feed.prefixes.items())
-    out.write(f"Desired: {len(plan.desired)} CIDRs from {tags}\n")
+    if len(ranges.items) == 1:
+        (only,) = ranges.items
+        out.write(f"Source: {redact(describe_source(only.source))}\n")
+        out.write(f"Desired: {len(plan.desired)} CIDRs from {labelled_counts(only)}\n")
+    else:
+        for item in ranges.items:
+            out.write(f"Source {item.name}: {redact(describe_source(item.source))}\n")
+        names = ", ".join(f"{r.name} ({labelled_counts(r)})" for r in ranges.items)
+        out.write(f"Desired: {len(plan.desired)} CIDRs from {names}\n")
     if current is not None:
         out.write(f"Current: {plan.current_count} CIDRs\n")
     if plan.enforcement is not None:

@@ -20,8 +20,6 @@ import httpx
 
 from allowlist_sync.apply import WriteFacts, apply_plan, verify
 from allowlist_sync.azure.cache import default_cache_dir
-from allowlist_sync.azure.feed import Feed
-from allowlist_sync.azure.source import load_feed
 from allowlist_sync.cidrs import Network, build_desired, network_or_none, parse_network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
@@ -48,14 +46,20 @@ from allowlist_sync.guards import (
 )
 from allowlist_sync.logs import get_logger
 from allowlist_sync.net.deadline import run_deadline
-from allowlist_sync.outcome import Outcome
+from allowlist_sync.outcome import DEFAULT_TARGET, Outcome
 from allowlist_sync.plan import Plan, Provenance, apply_mode, compute_plan, explain
-from allowlist_sync.record import FeedRecord, read_record
+from allowlist_sync.record import read_records
 from allowlist_sync.runlock import run_lock
+from allowlist_sync.sources.load import load_ranges
+from allowlist_sync.sources.ranges import Ranges, RangeSet
+from allowlist_sync.sources.specs import AzureSource
 
 __all__ = ["RunOptions", "find_owned_rule", "rule_set_enabled", "run_once"]
 
 log = get_logger(__name__)
+
+#: The name of the environment's one source (in logs and the JSON `sources` list).
+ENV_SOURCE = "azure"
 
 
 @dataclass(frozen=True)
@@ -68,7 +72,7 @@ class RunOptions:
     source_file: str | None = None
     source_url: str | None = None
     #: Called with each plan before the guards run (the CLI renders it here).
-    on_plan: Callable[[Plan, Feed, Rule | None], None] | None = None
+    on_plan: Callable[[Plan, RangeSet, Rule | None], None] | None = None
 
 
 def run_once(
@@ -79,50 +83,79 @@ def run_once(
     feed_transport: httpx.BaseTransport | None = None,
     stdin: BinaryIO | None = None,
 ) -> Outcome:
-    """Run the pipeline once and return its Outcome (errors included, never raised)."""
+    """Run the pipeline once for the environment's one target; errors land in the Outcome."""
     options = options or RunOptions()
-    outcome = Outcome(
-        status="failed",
-        dry_run=options.dry_run,
-        rule_name=settings.rule_name,
-        account_id=settings.account_id,
-    )
+    outcome = new_outcome(settings, options)
     started = time.monotonic()
     with ExitStack() as stack, recorded(outcome):
         stack.enter_context(run_deadline(settings.run_timeout))
         stack.enter_context(run_lock(lock_dir(settings)))
         # 1. Source: fetched and validated (scope included) before the target is touched.
-        feed = load_source(settings, options, outcome, stdin=stdin, transport=feed_transport)
-        check_feed_scope(feed.all_prefixes(), limits(settings))
-        # 2. Desired set.
-        desired = desired_set(feed, settings)
+        ranges = load_source(settings, options, outcome, stdin=stdin, transport=feed_transport)
+        sync_target(settings, RangeSet((ranges,)), options, outcome, transport=dbt_transport)
+    finish(outcome, started)
+    return outcome
+
+
+def new_outcome(settings: Settings, options: RunOptions, target: str = DEFAULT_TARGET) -> Outcome:
+    """The Outcome of a run that has not got anywhere yet (a failure until it says otherwise)."""
+    return Outcome(
+        status="failed",
+        dry_run=options.dry_run,
+        target=target,
+        rule_name=settings.rule_name,
+        account_id=settings.account_id,
+    )
+
+
+def finish(outcome: Outcome, started: float) -> None:
+    """Time the run and log its one summary event."""
+    outcome.duration_seconds = time.monotonic() - started
+    log_finished(outcome)
+
+
+def sync_target(
+    settings: Settings,
+    ranges: RangeSet,
+    options: RunOptions,
+    outcome: Outcome,
+    *,
+    transport: httpx.BaseTransport | None,
+) -> None:
+    """Steps 2 to 7 for one target whose sources are loaded; raises what `recorded` maps."""
+    outcome.source = ranges.source
+    outcome.sources = [r.to_json() for r in ranges.items]
+    outcome.warnings.extend(ranges.all_warnings())  # ages, a cached fallback, a rollback kept out
+    # The target's own scope limits (a config file's sources passed the run's when loaded).
+    check_feed_scope(ranges.all_prefixes(), limits(settings))
+    # 2. Desired set.
+    desired = desired_set(ranges, settings)
+    with connected(settings, outcome, transport) as client:
         # 3. Current rule, and what the platform would refuse anyway.
-        client = stack.enter_context(connected(settings, outcome, dbt_transport))
         account = read_account(client, settings.rule_name, outcome)
         conflicts = deny_conflicts(desired, account.rules)
-        why = provenance(feed, settings, conflicts)
+        why = provenance(ranges, settings, conflicts)
         desired = drop_deny_conflicts(desired, conflicts, outcome)
         # 4. Plan, each line with its reason, and the platform's lock-out answer for it.
         plan = ask_lockout(make_plan(desired, account, settings, why), account, client)
         outcome.plan = plan
         log_plan(plan)
         if options.on_plan is not None:  # rendered by the caller
-            options.on_plan(plan, feed, account.current)
+            options.on_plan(plan, ranges, account.current)
         # 5. Guards.
-        guard(plan, feed, account, settings, options)
+        guard(plan, ranges, account, settings, options)
         if not plan.has_changes:
             outcome.status = "in_sync"
         elif options.dry_run:
             outcome.status = "changes_pending"
         else:
             # 6. Apply, 7. verify.
-            apply_and_verify(client, plan, account, desired, why, feed, settings, options, outcome)
-        if outcome.failed_cidrs:
-            # The rule cannot hold the whole desired set: monitoring must see it (exit 1).
-            outcome.status = "failed"
-    outcome.duration_seconds = time.monotonic() - started
-    log_finished(outcome)
-    return outcome
+            apply_and_verify(
+                client, plan, account, desired, why, ranges, settings, options, outcome
+            )
+    if outcome.failed_cidrs:
+        # The rule cannot hold the whole desired set: monitoring must see it (exit 1).
+        outcome.status = "failed"
 
 
 @contextmanager
@@ -197,28 +230,24 @@ def load_source(
     *,
     stdin: BinaryIO | None,
     transport: httpx.BaseTransport | None,
-) -> Feed:
-    """Step 1: the validated feed, from a flag, the settings or discovery."""
-    # A flag wins over ALLOWLIST_SYNC_SOURCE_FILE, which serve mode (no flags) relies on.
-    from_flags = options.source_file is not None or options.source_url is not None
-    feed = load_feed(
-        settings.feed_query(),
-        source_file=options.source_file if from_flags else settings.source_file,
-        source_url=options.source_url,
-        stdin=stdin,
-        transport=transport,
+) -> Ranges:
+    """Step 1 of the environment's run: its Azure source, from a flag, the settings or discovery."""
+    ranges = load_ranges(
+        azure_source(settings, options), limits(settings), stdin=stdin, transport=transport
     )
-    outcome.source = feed.source
-    outcome.warnings.extend(feed.warnings)  # its age, a cached fallback, a rollback kept out
-    log.info(
-        "source_loaded",
-        kind=feed.source.kind,
-        location=feed.source.location,
-        cloud=feed.cloud,
-        change_number=feed.change_number,
-        tags={t: len(p) for t, p in feed.prefixes.items()},
-    )
-    return feed
+    outcome.source = ranges.source
+    return ranges
+
+
+def azure_source(settings: Settings, options: RunOptions) -> AzureSource:
+    """The environment's one source; a flag wins over ALLOWLIST_SYNC_SOURCE_FILE/_URL, which
+    serve mode (no flags) relies on."""
+    query = settings.feed_query()
+    if options.source_file is not None or options.source_url is not None:
+        return AzureSource(
+            ENV_SOURCE, replace(query, source_url=options.source_url), file=options.source_file
+        )
+    return AzureSource(ENV_SOURCE, query, file=settings.source_file)
 
 
 @dataclass(frozen=True)
@@ -268,18 +297,20 @@ def drop_deny_conflicts(
 
 
 def guard(
-    plan: Plan, feed: Feed, account: Account, settings: Settings, options: RunOptions
+    plan: Plan, ranges: RangeSet, account: Account, settings: Settings, options: RunOptions
 ) -> None:
     """Step 5: every guard on the plan; the same before the first write and after a re-plan."""
     check_plan(plan, limits(settings), force=options.force)
     check_overlap(plan, account.rules, limits(settings), force=options.force)
     if plan.has_changes and account.current is not None:
-        check_rollback(
-            applied_record(feed),
-            read_record(account.current.description),
-            rule_id=account.current.id,
-            force=options.force,
-        )
+        recorded_before = read_records(account.current.description)
+        for record in ranges.records():
+            check_rollback(
+                record,
+                recorded_before.get(record.cloud),
+                rule_id=account.current.id,
+                force=options.force,
+            )
     check_lockout(
         plan,
         enforcement=account.enforcement,
@@ -302,18 +333,13 @@ def ask_lockout(plan: Plan, account: Account, client: DbtClient) -> Plan:
     return replace(plan, caller_allowed_without_rule=allowed)
 
 
-def applied_record(feed: Feed) -> FeedRecord:
-    """What a write of this feed records in the rule's description."""
-    return FeedRecord(feed.cloud, feed.change_number, feed.source.file_date)
-
-
 def apply_and_verify(
     client: DbtClient,
     plan: Plan,
     account: Account,
     desired: tuple[Network, ...],
     why: Provenance,
-    feed: Feed,
+    ranges: RangeSet,
     settings: Settings,
     options: RunOptions,
     outcome: Outcome,
@@ -323,13 +349,13 @@ def apply_and_verify(
     def replan(current: Rule | None) -> Plan:
         now = replace(account, current=current)
         again = ask_lockout(make_plan(desired, now, settings, why), now, client)
-        guard(again, feed, now, settings, options)
+        guard(again, ranges, now, settings, options)
         if again.has_changes:
             log_plan(again, replanned=True)
         return again
 
     facts = WriteFacts(
-        record=applied_record(feed),
+        records=ranges.records(),
         enforcement=account.enforcement,
         new_rule_description=settings.rule_description,
         retry=settings.retry_policy(),
@@ -349,10 +375,10 @@ def apply_and_verify(
         )
 
 
-def desired_set(feed: Feed, settings: Settings) -> tuple[Network, ...]:
-    """Step 2: the networks the owned rule must hold, from the feed and the settings."""
+def desired_set(ranges: RangeSet, settings: Settings) -> tuple[Network, ...]:
+    """Step 2: the networks the owned rule must hold, from the sources and the settings."""
     desired = build_desired(
-        feed.all_prefixes(),
+        ranges.all_prefixes(),
         families=settings.ip_families,
         extra=settings.extra_cidrs,
         exclude=settings.exclude_cidrs,
@@ -361,7 +387,7 @@ def desired_set(feed: Feed, settings: Settings) -> tuple[Network, ...]:
     log.info(
         "desired_set",
         cidrs=len(desired),
-        published=len(feed.all_prefixes()),
+        published=len(ranges.all_prefixes()),
         families=settings.ip_families,
         aggregated=settings.aggregate,
     )
@@ -377,11 +403,11 @@ def make_plan(
     return replace(plan, enforcement=account.enforcement)
 
 
-def provenance(feed: Feed, settings: Settings, denied: dict[Network, int]) -> Provenance:
+def provenance(ranges: RangeSet, settings: Settings, denied: dict[Network, int]) -> Provenance:
     """Where the desired set came from (`denied`: what deny rules took out of it), for the plan
     to say why each line is there."""
     return Provenance(
-        published=tuple(parse_network(p) for p in feed.all_prefixes()),
+        published=tuple(parse_network(p) for p in ranges.all_prefixes()),
         extra=tuple(parse_network(c) for c in settings.extra_cidrs),
         exclude=tuple(parse_network(c) for c in settings.exclude_cidrs),
         families=tuple(settings.ip_families),

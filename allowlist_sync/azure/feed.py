@@ -61,7 +61,7 @@ class _TagValue(BaseModel):
 class SourceInfo:
     """Where the feed came from: how it was found, its URL or file, and what the file says."""
 
-    kind: str  # file | url | details_page | date_probe | cache
+    kind: str  # file | url | details_page | date_probe | cache | config (a static source)
     location: str
     cloud: str | None = None
     change_number: int | None = None
@@ -75,7 +75,7 @@ class SourceInfo:
 
     def to_json(self) -> dict[str, Any]:
         """The `source` object of the JSON output."""
-        where = "file" if self.kind == "file" else "url"
+        where = self.kind if self.kind in ("file", "config") else "url"
         out: dict[str, Any] = {
             "kind": self.kind,
             where: self.location,

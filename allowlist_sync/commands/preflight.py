@@ -22,18 +22,19 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from allowlist_sync.azure import Feed, load_feed
 from allowlist_sync.cidrs import Network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule, RuleType
 from allowlist_sync.dbt.rules import deny_conflicts, find_owned_rule, rule_set_enabled
 from allowlist_sync.errors import AllowlistSyncError, ApiResponseError, ExitCode
-from allowlist_sync.guards import Overlap, adoption_candidates, check_feed_scope
+from allowlist_sync.guards import Overlap, adoption_candidates
 from allowlist_sync.logs import display_url, get_logger
 from allowlist_sync.net.deadline import run_deadline
 from allowlist_sync.render import describe_source
-from allowlist_sync.sync import desired_set, limits
+from allowlist_sync.sources.load import load_ranges
+from allowlist_sync.sources.ranges import Ranges, RangeSet
+from allowlist_sync.sync import RunOptions, azure_source, desired_set, limits
 
 log = get_logger(__name__)
 
@@ -122,12 +123,10 @@ def check_feed(
 ) -> tuple[Network, ...] | None:
     """Fetch and validate the feed as `sync` would; the desired set, or None when it failed."""
     # As in sync: a flag wins over ALLOWLIST_SYNC_SOURCE_FILE.
-    from_flags = source.file is not None or source.url is not None
-    source_file = source.file if from_flags else settings.source_file
+    spec = azure_source(settings, RunOptions(source_file=source.file, source_url=source.url))
     try:
-        feed = load_feed(settings.feed_query(), source_file=source_file, source_url=source.url)
-        check_feed_scope(feed.all_prefixes(), limits(settings))
-        desired = desired_set(feed, settings)
+        feed = load_ranges(spec, limits(settings))
+        desired = desired_set(RangeSet((feed,)), settings)
     except AllowlistSyncError as exc:
         result.fail("feed", exc, looked_in=feed_locations(settings, source))
         failed = result.checks["feed"]
@@ -156,7 +155,7 @@ def feed_locations(settings: Settings, source: FeedSource) -> str:
     )
 
 
-def feed_report(feed: Feed, desired: tuple[Network, ...]) -> dict[str, Any]:
+def feed_report(feed: Ranges, desired: tuple[Network, ...]) -> dict[str, Any]:
     """The passed feed check: where the file came from, its date and what it yields."""
     published = len(feed.all_prefixes())
     message = (
@@ -169,7 +168,7 @@ def feed_report(feed: Feed, desired: tuple[Network, ...]) -> dict[str, Any]:
         "ok": True,
         "source": feed.source.to_json(),
         "file_date": feed.source.file_date,
-        "change_number": feed.change_number,
+        "change_number": feed.source.change_number,
         "prefixes": published,
         "desired": len(desired),
         "warnings": list(feed.warnings),

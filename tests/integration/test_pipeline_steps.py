@@ -17,7 +17,6 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from allowlist_sync.azure.feed import Feed
 from allowlist_sync.cidrs import Network, parse_network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
@@ -27,6 +26,7 @@ from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.errors import ApiResponseError, ExitCode, OwnershipError, VerifyError
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, Provenance
+from allowlist_sync.sources.ranges import RangeSet
 from allowlist_sync.sync import (
     Account,
     RunOptions,
@@ -52,15 +52,16 @@ def outcome_for(settings: Settings) -> Outcome:
     return Outcome(status="failed", dry_run=False, rule_name=settings.rule_name)
 
 
-def feed_of(settings: Settings, path: Path = PUBLIC_FEED) -> Feed:
-    """Step 1 on a file: the validated feed."""
-    return load_source(
+def feed_of(settings: Settings, path: Path = PUBLIC_FEED) -> RangeSet:
+    """Step 1 on a file: the validated feed, as the target's one source."""
+    ranges = load_source(
         settings,
         RunOptions(source_file=str(path)),
         outcome_for(settings),
         stdin=None,
         transport=None,
     )
+    return RangeSet((ranges,))
 
 
 @pytest.fixture
@@ -153,13 +154,13 @@ def test_desired_set_aggregates_adjacent_networks(
 ) -> None:
     """With aggregation on, two adjacent /25s become one /24; off, both stay."""
     feed_path = write_feed(
-        tmp_path / "adjacent.json", [*PUBLISHED[:12], "203.0.113.0/25", "203.0.113.128/25"]
+        tmp_path / "adjacent.json", [*PUBLISHED[:12], "81.2.69.0/25", "81.2.69.128/25"]
     )
     on = emulator_settings(emulator, monkeypatch, aggregate=True)
     off = emulator_settings(emulator, monkeypatch, aggregate=False)
-    assert "203.0.113.0/24" in {str(n) for n in desired_set(feed_of(on, feed_path), on)}
+    assert "81.2.69.0/24" in {str(n) for n in desired_set(feed_of(on, feed_path), on)}
     kept = {str(n) for n in desired_set(feed_of(off, feed_path), off)}
-    assert {"203.0.113.0/25", "203.0.113.128/25"} <= kept
+    assert {"81.2.69.0/25", "81.2.69.128/25"} <= kept
 
 
 # --- step 3: reading the account ---

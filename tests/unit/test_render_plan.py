@@ -8,19 +8,24 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allowlist_sync.azure.feed import Feed, SourceInfo
+from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.cidrs import Network, build_desired, parse_network
 from allowlist_sync.dbt.models import Cidr, Rule
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.plan import Plan, Provenance, compute_plan, explain
 from allowlist_sync.render import render_plan_text
+from allowlist_sync.sources.ranges import Ranges, RangeSet
 
 PUBLISHED = ("20.190.128.0/18", "40.126.0.0/18", "2603:1006:2000::/48")
-FEED = Feed(
-    source=SourceInfo(kind="file", location="tags.json", cloud="Public", change_number=375),
-    cloud="Public",
-    change_number=375,
-    prefixes={"AzureActiveDirectory": PUBLISHED},
+FEED = RangeSet(
+    (
+        Ranges(
+            name="azure",
+            type="azure-service-tags",
+            source=SourceInfo(kind="file", location="tags.json", cloud="Public", change_number=375),
+            prefixes={"AzureActiveDirectory": PUBLISHED},
+        ),
+    )
 )
 
 
