@@ -99,8 +99,8 @@ class OktaCache:
             url=display_url(url),
             sha256=sha256,
             fetched_at=fetched_at,
-            etag=etag,
-            last_modified=last_modified,
+            etag=_validator(etag),
+            last_modified=_validator(last_modified),
             body=body,
             path=self.body_path(url, sha256),
         )
@@ -127,7 +127,12 @@ class OktaCache:
         last_modified: str | None,
     ) -> OktaCacheEntry | None:
         """Record that `entry` was confirmed current (a 304): only the metadata is rewritten."""
-        fresh = replace(entry, fetched_at=fetched_at, etag=etag, last_modified=last_modified)
+        fresh = replace(
+            entry,
+            fetched_at=fetched_at,
+            etag=_validator(etag),
+            last_modified=_validator(last_modified),
+        )
         try:
             self._write_meta(url, fresh)
         except OSError as exc:
@@ -194,6 +199,11 @@ class OktaCache:
 def url_key(url: str) -> str:
     """A name-safe key of `url` that reveals nothing of it (signed URLs carry keys)."""
     return hashlib.sha256(url.encode("utf-8", errors="surrogatepass")).hexdigest()[:16]
+
+
+def _validator(value: str | None) -> str | None:
+    """An ETag / Last-Modified worth keeping: one that can be sent back as a header."""
+    return value if value is not None and _HEADER_VALUE.fullmatch(value) else None
 
 
 def _check_meta(meta: Any) -> str | None:

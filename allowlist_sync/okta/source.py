@@ -176,13 +176,13 @@ def _from_cache(cached: _Cached, error: FeedError, now: datetime) -> OktaFeed:
     log.warning(
         "okta_cache_used",
         url=entry.url,
-        error=str(error),
+        error=redact(str(error)),
         cached=str(entry.path),
         fetched_at=entry.fetched_at.astimezone(UTC).isoformat(),
         age_seconds=int((now - entry.fetched_at).total_seconds()),
     )
     warning = (
-        f"Okta's ranges could not be downloaded ({error}); using the cached copy last "
+        f"Okta's ranges could not be downloaded ({redact(str(error))}); using the cached copy last "
         f"downloaded or confirmed {checked}, {age}{modified}"
     )
     return replace(cached.feed, warnings=(*cached.feed.warnings, warning))
