@@ -418,3 +418,11 @@ def test_unsendable_etag_is_not_kept_and_last_modified_still_works(
     assert last.headers["if-modified-since"] == SNAPSHOT_LAST_MODIFIED
     assert last.status == 304
     assert feed.source.not_modified is True
+
+
+def test_fallback_to_a_copy_from_the_future_says_so(okta: OktaS3, cache_dir: Path) -> None:
+    """A cached copy stamped later than the clock (skew) is still used, and the warning says so."""
+    seed(okta, cache_dir, at=NOW + timedelta(days=1))
+    okta.outage_status = 500
+    feed = load_okta(query(okta, cache_dir), now=NOW)
+    assert "a time in the future (clock skew?)" in feed.warnings[0]
