@@ -100,6 +100,8 @@ def _load_json(body: bytes, where: str) -> Any:
     head = body[start.end() if start else 0 :][:64].lower()
     if not head:
         raise FeedError("the body is empty, not JSON", source=where)
+    if head.startswith(b"<?xml"):
+        raise FeedError("not JSON, looks like XML (an S3 error document?)", source=where)
     if head.startswith(b"<"):
         raise FeedError("not JSON, looks like HTML (an error page?)", source=where)
     try:

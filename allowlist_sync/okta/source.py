@@ -24,7 +24,7 @@ import httpx
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.azure.feed import SourceInfo, parse_http_date, too_large
 from allowlist_sync.azure.fetch import fetch, register_url_secrets
-from allowlist_sync.errors import FeedError
+from allowlist_sync.errors import ConfigError, FeedError
 from allowlist_sync.logs import display_url, get_logger, redact
 from allowlist_sync.net.deadline import http_client
 from allowlist_sync.okta.cache import OktaCache, OktaCacheEntry
@@ -44,10 +44,13 @@ def load_okta(
 
     `now` (default: the current time) stamps the cache and dates a cached fallback.
     """
+    if not query.cells:
+        raise ConfigError("an Okta source needs at least one cell (e.g. us_cell_1)")
     now = now or datetime.now(UTC)
     if query.file is not None:
         body = read_file(query.file)
-        return parse_okta(body, cells=query.cells, source=SourceInfo("file", query.file))
+        info = SourceInfo(kind="file", location=query.file)
+        return parse_okta(body, cells=query.cells, source=info)
     url = query.url
     register_url_secrets(url)  # before anything below can log or raise with it
     cache = OktaCache(query.cache_dir or default_cache_dir())

@@ -16,11 +16,17 @@ import pytest
 from structlog.testing import capture_logs
 
 from allowlist_sync.azure.fetch import UnavailableError
-from allowlist_sync.errors import FeedError
+from allowlist_sync.errors import ConfigError, ExitCode, FeedError
 from allowlist_sync.net.retries import RetryPolicy
 from allowlist_sync.okta import MAX_OKTA_BYTES, OktaQuery, load_okta
 from allowlist_sync.okta.cache import OktaCache
-from tests.fakes.okta import SNAPSHOT_LAST_MODIFIED, OktaS3, okta_body, snapshot_doc
+from tests.fakes.okta import (
+    SNAPSHOT_LAST_MODIFIED,
+    XML_ERROR,
+    OktaS3,
+    okta_body,
+    snapshot_doc,
+)
 
 RETRY = RetryPolicy(attempts=2, max_seconds=5, backoff=0)
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -426,3 +432,19 @@ def test_fallback_to_a_copy_from_the_future_says_so(okta: OktaS3, cache_dir: Pat
     okta.outage_status = 500
     feed = load_okta(query(okta, cache_dir), now=NOW)
     assert "a time in the future (clock skew?)" in feed.warnings[0]
+
+
+def test_no_cell_is_a_configuration_error(okta: OktaS3, cache_dir: Path) -> None:
+    """A query without cells is refused as bad configuration (exit 78) before any request."""
+    with pytest.raises(ConfigError, match="at least one cell") as info:
+        load_okta(OktaQuery(cells=(), url=okta.url, cache_dir=cache_dir), now=NOW)
+    assert info.value.exit_code == ExitCode.CONFIG
+    assert okta.file_requests() == []
+
+
+def test_s3_error_document_with_200_is_not_json(okta: OktaS3, cache_dir: Path) -> None:
+    """An XML error document served as 200 is refused as XML, and nothing is cached."""
+    okta.body = XML_ERROR
+    with pytest.raises(FeedError, match="not JSON, looks like XML"):
+        load_okta(query(okta, cache_dir), now=NOW)
+    assert cached_files(cache_dir) == []

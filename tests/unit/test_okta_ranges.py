@@ -12,7 +12,7 @@ from allowlist_sync.cidrs import parse_network, scope_problem
 from allowlist_sync.errors import ExitCode, FeedError, UnsafePlanError
 from allowlist_sync.guards import Limits, check_feed_scope
 from allowlist_sync.okta import MAX_OKTA_BYTES, OktaFeed, parse_okta
-from tests.fakes.okta import HTML_PAGE, SNAPSHOT, okta_body, snapshot_doc
+from tests.fakes.okta import HTML_PAGE, SNAPSHOT, XML_ERROR, okta_body, snapshot_doc
 
 SOURCE = SourceInfo(kind="url", location="https://s3.amazonaws.com/okta-ip-ranges/ip_ranges.json")
 CELLS = (
@@ -140,13 +140,25 @@ def test_duplicate_cells_asked_for_are_one() -> None:
         (b" \n\t ", "the body is empty, not JSON"),
         (HTML_PAGE, "not JSON, looks like HTML"),
         (b"\n  <html><body>Sign in</body></html>", "not JSON, looks like HTML"),
+        (XML_ERROR, "not JSON, looks like XML (an S3 error document?)"),
         (okta_body()[:40_000], "not JSON (unexpected end of data; truncated download?)"),
         (b"{'us_cell_1': {}}", "not JSON ("),
         (b'{"us_cell_1": {"ip_ranges": [NaN]}}', "not JSON ("),
         (b'{"us_cell_1": "\xff\xfe"}', "not JSON ("),
         (b"[" * 5000 + b"]" * 5000, "not JSON ("),
     ],
-    ids=["empty", "blank", "html", "html-late", "truncated", "quotes", "nan", "utf8", "deep"],
+    ids=[
+        "empty",
+        "blank",
+        "html",
+        "html-late",
+        "s3-xml",
+        "truncated",
+        "quotes",
+        "nan",
+        "utf8",
+        "deep",
+    ],
 )
 def test_not_json_is_refused(body: bytes, expected: str) -> None:
     """A body that is not JSON is refused with a message saying what it looks like."""
