@@ -41,6 +41,30 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _add_config_arguments(command: argparse.ArgumentParser, *, targets: bool = True) -> None:
+    command.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a TOML file of sources and targets (default: ALLOWLIST_SYNC_CONFIG; "
+        "without one, the environment configures one target)",
+    )
+    if targets:
+        command.add_argument(
+            "--target",
+            metavar="NAME",
+            action="append",
+            help="only this target of the config file (repeatable)",
+        )
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """`--config`, else ALLOWLIST_SYNC_CONFIG; None: the environment configures one target."""
+    given: str | None = getattr(args, "config", None)
+    path = given or os.environ.get("ALLOWLIST_SYNC_CONFIG") or None
+    args.config_path = path
+    return path
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -87,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow removals even if this job's own address depends on the rule",
     )
+    _add_config_arguments(sync)
 
     emulator = commands.add_parser(
         "emulator",
@@ -236,6 +261,12 @@ def _json_failure(args: argparse.Namespace, kind: str, message: str) -> None:
     if args.command == "check":
         if kind == "config":
             report["config"] = {"ok": False, "error": error}
+    elif getattr(args, "config_path", None):
+        from allowlist_sync.outcome import FleetOutcome
+
+        dry_run = bool(getattr(args, "dry_run", False))
+        report = FleetOutcome(targets=[], dry_run=dry_run).to_json()
+        report["error"] = error
     else:
         from allowlist_sync.outcome import Outcome
 
@@ -296,6 +327,17 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _run_sync(args: argparse.Namespace) -> int:
+    path = _config_path(args)
+    if path is not None:
+        from allowlist_sync.commands.fleetrun import sync_fleet
+
+        _configure_logs_from_env()
+        return sync_fleet(args, path)
+    if args.target:
+        print(
+            "allowlist-sync sync: error: --target needs a config file (--config)", file=sys.stderr
+        )
+        return ExitCode.USAGE
     from allowlist_sync.config import check_source_url
     from allowlist_sync.render import (
         render_outcome_json,

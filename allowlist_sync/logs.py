@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any, TextIO
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
@@ -28,7 +29,10 @@ URL_PART_REDACTED = "<redacted>"
 _SENSITIVE_KEYS = frozenset({"token", "authorization", "password", "secret", "api_key"})
 #: Every form a secret may take in a message -> what replaces it; longest first when applied.
 _replacements: dict[str, str] = {}
-_ordered: list[tuple[str, str]] = []
+#: Longest first; replaced whole (never changed in place), so a reader in another thread (the
+#: targets of a fleet run) always iterates one complete list.
+_ordered: tuple[tuple[str, str], ...] = ()
+_registering = threading.Lock()
 _MIN_SECRET = 4  # shorter values would scrub ordinary words out of every line
 
 
@@ -51,15 +55,17 @@ def _escaped_forms(secret: str) -> Iterator[str]:
 
 
 def _register(value: str, replacement: str) -> None:
+    global _ordered
     if not value or len(value) < _MIN_SECRET:
         return
-    changed = False
-    for form in _escaped_forms(value):
-        if form and form not in _replacements:
-            _replacements[form] = replacement
-            changed = True
-    if changed:
-        _ordered[:] = sorted(_replacements.items(), key=lambda item: -len(item[0]))
+    with _registering:
+        changed = False
+        for form in _escaped_forms(value):
+            if form and form not in _replacements:
+                _replacements[form] = replacement
+                changed = True
+        if changed:
+            _ordered = tuple(sorted(_replacements.items(), key=lambda item: -len(item[0])))
 
 
 def register_secret(value: str) -> None:

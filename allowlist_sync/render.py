@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -12,7 +13,7 @@ from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.cidrs import Network, network_or_none, sort_key
 from allowlist_sync.dbt.models import Rule
 from allowlist_sync.logs import redact
-from allowlist_sync.outcome import Outcome
+from allowlist_sync.outcome import FleetOutcome, Outcome
 from allowlist_sync.plan import Plan, Reason
 from allowlist_sync.sources.ranges import Ranges, RangeSet
 
@@ -259,3 +260,51 @@ def render_outcome_json(outcome: Outcome, out: TextIO) -> None:
     """The `--output json` object on one line."""
     data = orjson.dumps(outcome.to_json()).decode()
     out.write(redact(data) + "\n")
+
+
+#: How a status reads in a fleet's summary line.
+_STATUS_WORDS = {
+    "in_sync": "in sync",
+    "applied": "applied",
+    "changes_pending": "with changes pending",
+    "refused": "refused",
+    "failed": "failed",
+}
+
+
+def render_fleet_text(fleet: FleetOutcome, plans: Mapping[str, str], out: TextIO) -> None:
+    """A config-file run for people: a block per target (its plan, warnings and status line, as
+    a one-target run prints them), then ONE summary line, always last."""
+    for outcome in fleet.targets:
+        out.write(
+            f"=== target {outcome.target}: account {outcome.account_id}, "
+            f"rule {outcome.rule_name!r} ===\n"
+        )
+        out.write(plans.get(outcome.target, ""))
+        render_outcome_text(outcome, out)
+        out.write("\n")
+    out.write(fleet_status_line(fleet) + "\n")
+
+
+def fleet_status_line(fleet: FleetOutcome) -> str:
+    """`All 3 targets ...` when every target did its job, else `FAILED: ...` or `Refused: ...`
+    naming each target that did not, with its error kind; counts of the rest follow."""
+    if fleet.error is not None:
+        return failed_line(fleet.error.kind, str(fleet.error))
+    counts = ", ".join(f"{n} {_STATUS_WORDS[status]}" for status, n in fleet.summary().items() if n)
+    total = len(fleet.targets)
+    if fleet.succeeded:
+        tail = " Dry run: nothing was written." if fleet.dry_run else ""
+        return one_line(f"All {total} targets done: {counts}.{tail}")
+    bad = [
+        f"{o.target} ({o.error.kind if o.error else o.status})"
+        for o in fleet.targets
+        if not o.succeeded
+    ]
+    word = "FAILED" if fleet.status == "failed" else "Refused"
+    return one_line(f"{word}: {len(bad)} of {total} targets: {', '.join(bad)}. All: {counts}.")
+
+
+def render_fleet_json(fleet: FleetOutcome, out: TextIO) -> None:
+    """The `--output json` object of a config-file run on one line."""
+    out.write(redact(orjson.dumps(fleet.to_json()).decode()) + "\n")

@@ -21,7 +21,7 @@ import httpx
 from allowlist_sync.apply import WriteFacts, apply_plan, verify
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.cidrs import Network, build_desired, network_or_none, parse_network
-from allowlist_sync.config import Settings
+from allowlist_sync.config import RunSettings, Settings
 from allowlist_sync.dbt.client import DbtClient
 from allowlist_sync.dbt.models import Rule
 from allowlist_sync.dbt.rules import (
@@ -218,7 +218,7 @@ def written_counts(plan: Plan, refused: tuple[str, ...]) -> tuple[int, int]:
     return len([n for n in plan.add if n not in refused_networks]), len(plan.remove)
 
 
-def lock_dir(settings: Settings) -> Path:
+def lock_dir(settings: RunSettings) -> Path:
     """The folder whose lock serialises runs on one machine: the feed cache's."""
     return settings.cache_dir or default_cache_dir()
 
