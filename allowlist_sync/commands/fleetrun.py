@@ -1,8 +1,8 @@
 """`sync` over a config file of sources and targets: load it, run the fleet, print and report.
 
-The file comes from `--config FILE`, else ALLOWLIST_SYNC_CONFIG (`cli._config_path`). The environment then holds only
-how the process runs (`config.RunSettings`); a target variable set beside the file is refused
-(`config.load_run_settings`), so the two never mix silently.
+The file comes from `--config FILE`, else ALLOWLIST_SYNC_CONFIG (`cli._config_path`). The
+environment then holds only how the process runs (`config.RunSettings`); a target variable set
+beside the file is refused (`config.load_run_settings`), so the two never mix silently.
 """
 
 from __future__ import annotations
