@@ -24,7 +24,7 @@ from allowlist_sync.config.file_checks import (
     looks_like_token,
     scan_secrets,
 )
-from allowlist_sync.config.file_sources import read_sources
+from allowlist_sync.config.file_sources import read_sources, source_label
 from allowlist_sync.config.file_targets import (
     TargetSpec,
     build_settings,
@@ -74,7 +74,7 @@ def read_config(path: Path, run: RunSettings) -> FleetConfig:
     if concurrency is not None and not 1 <= concurrency <= MAX_CONCURRENCY:
         raise top.error("concurrency", f"must be 1 to {MAX_CONCURRENCY} (targets run at once)")
     tables = _target_tables(top, document.get("targets"))
-    folder = path.parent
+    folder = path.absolute().parent
     sources = read_sources(file, folder, document.get("sources"), run)
     targets = tuple(
         read_target(
@@ -140,7 +140,7 @@ def _scan_all(file: str, document: dict[str, Any]) -> None:
                 raise Place(file, "[sources]").error(
                     None, "a source name looks like a token; a config file is not a secret store"
                 )
-            place = Place(file, f"[sources.{name}]")
+            place = Place(file, source_label(name))
             scan_secrets(place, table if isinstance(table, dict) else {"": table})
     else:
         scan_secrets(Place(file, "top level"), {"sources": sources})
@@ -160,13 +160,14 @@ def _target_tables(top: Place, targets: Any) -> list[dict[str, Any]]:
 
 def _check_apart(file: str, targets: tuple[TargetSpec, ...]) -> None:
     """Refuse two targets with one name, or two targets owning one rule (they would fight)."""
-    names: dict[str, int] = {}
+    names: dict[str, int] = {}  # case-folded: names become file names, on any file system
     rules: dict[tuple[str, int, str], tuple[int, str]] = {}
     for index, target in enumerate(targets, start=1):
         place = Place(file, target_label(index, target.name))
-        if target.name in names:
-            raise place.error("name", f"already names target #{names[target.name]}")
-        names[target.name] = index
+        folded = target.name.casefold()
+        if folded in names:
+            raise place.error("name", f"already names target #{names[folded]} (case aside)")
+        names[folded] = index
         rule = (target.host_url.lower(), target.account_id, target.rule_name)
         if rule in rules:
             first, first_name = rules[rule]

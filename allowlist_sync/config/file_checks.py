@@ -54,6 +54,8 @@ class Place:
 
     def error(self, key: str | None, problem: str) -> ConfigError:
         """The one-line error for `problem` at `key` of this table (the table itself when None)."""
+        if key is not None and len(key) > SHOWN_CHARS:
+            key = key[:SHOWN_CHARS] + "..."
         where = f"{self.file}: {self.table}" + (f": {key}" if key is not None else "")
         return ConfigError(one_line(f"{where}: {problem}"))
 
@@ -110,13 +112,17 @@ def scan_secrets(place: Place, table: Mapping[str, Any], prefix: str = "") -> No
             if isinstance(value, str):
                 register_secret(value)
             raise place.error(dotted or None, NOT_A_SECRET_STORE)
-        for item in value if isinstance(value, list) else [value]:
-            if isinstance(item, str) and looks_like_token(item):
-                raise place.error(
-                    dotted or None, "holds what looks like a token; " + NOT_A_SECRET_STORE
-                )
-            if isinstance(item, dict):
-                scan_secrets(place, item, dotted + ".")
+        _scan_value(place, value, dotted)
+
+
+def _scan_value(place: Place, value: Any, dotted: str) -> None:
+    if isinstance(value, str) and looks_like_token(value):
+        raise place.error(dotted or None, "holds what looks like a token; " + NOT_A_SECRET_STORE)
+    if isinstance(value, dict):
+        scan_secrets(place, value, dotted + ".")
+    elif isinstance(value, list):
+        for item in value:
+            _scan_value(place, item, dotted)
 
 
 # --- typed values: TOML already gives types, so a wrong type is refused, never converted ---
@@ -158,6 +164,8 @@ def text_list(
             plain_name(item)
         except ValueError as exc:
             raise place.error(key, f"item {position} {exc}") from None
+        if item != item.strip():
+            raise place.error(key, f"item {position} has spaces around it")
         if item in seen:
             raise place.error(key, f"item {position} is listed twice")
         seen.add(item)

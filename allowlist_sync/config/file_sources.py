@@ -48,6 +48,11 @@ SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 STDIN = "-"
 
 
+def source_label(name: str) -> str:
+    """`[sources.entra]`, the name quoted and escaped when it is not a valid one."""
+    return f"[sources.{name if SOURCE_NAME.fullmatch(name) else shown(name)}]"
+
+
 def _other_keys(kind: str) -> dict[str, str]:
     """Keys of the other source types, each with the type it belongs to."""
     found: dict[str, str] = {}
@@ -74,7 +79,7 @@ def read_sources(file: str, folder: Path, sources: Any, run: RunSettings) -> dic
                 shown(name),
                 "a source name is 1-63 letters, digits, _ . or -, starting with a letter or digit",
             )
-        place = Place(file, f"[sources.{name}]")
+        place = Place(file, source_label(name))
         if not isinstance(table, dict):
             raise place.error(None, "must be a table (type = ..., and the type's keys)")
         specs[name] = _read_source(place, name, table, folder, run)
@@ -86,6 +91,7 @@ def _read_source(
 ) -> SourceSpec:
     kind = table.get("type")
     if kind is None:
+        check_keys(place, table, {k for keys in SOURCE_KEYS.values() for k in keys}, {})
         raise place.error("type", f"is required: one of {', '.join(SOURCE_TYPES)}")
     if not isinstance(kind, str) or kind not in SOURCE_TYPES:
         word = kind if isinstance(kind, str) else ""
@@ -155,7 +161,10 @@ def _file(place: Place, table: Mapping[str, Any], folder: Path, *, stdin_ok: boo
 
 def resolve(folder: Path, path: str) -> Path:
     """`path` with `~` expanded; a relative path is taken from the config file's `folder`."""
-    expanded = Path(path).expanduser()
+    try:
+        expanded = Path(path).expanduser()
+    except RuntimeError:  # no home folder to expand `~` to: the path is taken as written
+        expanded = Path(path)
     return expanded if expanded.is_absolute() else folder / expanded
 
 

@@ -45,6 +45,8 @@ TARGET_KEYS = (
 #: A target name: used in metric labels and file names.
 TARGET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: A variable "name" longer than this without an underscore is more likely a pasted token.
+PASTED_LENGTH = 24
 #: Stands for the token while a target is checked; never read.
 _UNREAD = Path("/nonexistent/allowlist-sync/token-checked-at-run-time")
 
@@ -104,6 +106,7 @@ def read_target(
     run: RunSettings,
 ) -> TargetSpec:  # fmt: skip
     """One `[[targets]]` table as a TargetSpec; ConfigError for its first problem."""
+    check_keys(place, table, TARGET_KEYS, {})
     name = text(place, table, "name", required=True)
     assert name is not None
     if not TARGET_NAME.fullmatch(name):
@@ -112,7 +115,6 @@ def read_target(
             "must be 1-63 letters, digits, _ . or -, starting with a letter or digit "
             "(at most 63 characters: it names metric labels and files)",
         )
-    check_keys(place, table, TARGET_KEYS, {})
     token_file, token_env = _token_keys(place, table, folder)
     names = text_list(place, table, "sources", required=True)
     assert names is not None
@@ -162,6 +164,13 @@ def _token_keys(
             "token_env",
             "must be the NAME of an environment variable (letters, digits and _, not starting "
             "with a digit) that holds the token, never the token itself",
+        )
+    if len(variable) > PASTED_LENGTH and "_" not in variable:
+        register_secret(variable)
+        raise place.error(
+            "token_env",
+            f"a name over {PASTED_LENGTH} characters without _ looks like a token pasted in; "
+            "give the NAME of the environment variable that holds it",
         )
     upper = variable.upper()
     if upper.startswith(ENV_PREFIX) or upper in target_env_names():

@@ -793,3 +793,83 @@ def test_load_run_settings_refuses_a_target_variable_beside_the_file(
     monkeypatch.setenv("DBT_CLOUD_ACCOUNT_ID", "12345")
     with pytest.raises(ConfigError, match="DBT_CLOUD_ACCOUNT_ID set beside the config file"):
         load_run_settings(config_file=str(path))
+
+
+# --- the worst values -----------------------------------------------------------------------
+
+
+def test_deeply_nested_tables_are_refused(tmp_path: Path, run: RunSettings) -> None:
+    """Arrays nested thousands deep are one config error, not a crash."""
+    path = write(tmp_path, "x = " + "[" * 50_000 + "]" * 50_000 + "\n" + TARGET)
+    refused(path, run, "nested too deeply")
+
+
+def test_a_long_unknown_key_is_cut_in_the_message(tmp_path: Path, run: RunSettings) -> None:
+    """A huge unknown key is shown cut short, so the message stays readable."""
+    message = refused(write(tmp_path, "k" * 5000 + " = 1\n" + TARGET), run, "no such key")
+    assert len(message) < 600
+
+
+def test_a_control_character_in_a_source_name_is_escaped(tmp_path: Path, run: RunSettings) -> None:
+    """A source name holding a line break is refused in one line, the break escaped."""
+    text = TARGET + '[sources."a\\nb"]\ntype = "static"\ncidrs = ["8.8.8.0/24"]\n'
+    refused(write(tmp_path, text), run, "[sources]", '"a\\nb"')
+
+
+def test_a_token_in_a_nested_list_is_refused(tmp_path: Path, run: RunSettings) -> None:
+    """A token hidden in a list of lists of tables is still found, and not echoed."""
+    message = refused(
+        write(tmp_path, f'x = [[{{t = "{TOKEN}"}}]]\n' + TARGET), run, "not a secret store"
+    )
+    assert TOKEN not in message
+
+
+def test_a_token_looking_target_name_is_not_echoed(tmp_path: Path, run: RunSettings) -> None:
+    """A token pasted as a target's name is refused, and the label shows only its number."""
+    text = TARGET.replace('name = "prod-us"', f'name = "{TOKEN[:40]}"')
+    message = refused(write(tmp_path, text), run, "[[targets]] #1: name", "not a secret store")
+    assert TOKEN[:40] not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["a" * 30 + "1234567890", "abcdef0123456789abcdef0123456789abcdef01"]
+)
+def test_a_token_env_that_looks_pasted_is_refused(
+    tmp_path: Path, run: RunSettings, value: str
+) -> None:
+    """A long name without an underscore looks like a pasted token: refused without echo."""
+    text = TARGET.replace('"PROD_US_DBT_TOKEN"', f'"{value}"')
+    message = refused(write(tmp_path, text), run, "token_env", "looks like a token")
+    assert value not in message
+
+
+def test_an_unknown_key_is_named_before_a_missing_one(tmp_path: Path, run: RunSettings) -> None:
+    """`nmae` instead of `name` says "did you mean name?", not just "name is required"."""
+    text = TARGET.replace('name = "prod-us"', 'nmae = "prod-us"')
+    refused(write(tmp_path, text), run, "nmae", "did you mean name?")
+    text = TARGET.replace('type = "static"', 'typ = "static"')
+    refused(write(tmp_path, text), run, "[sources.office]: typ", "did you mean type?")
+
+
+def test_target_names_differing_in_case_are_refused(tmp_path: Path, run: RunSettings) -> None:
+    """`Prod` and `prod` would share files on a case-insensitive disk: refused."""
+    second = TARGET.split("[[targets]]")[1].replace("prod-us", "PROD-US").replace("12345", "9")
+    refused(write(tmp_path, TARGET + "[[targets]]" + second), run, "name", "#1")
+
+
+def test_items_with_spaces_around_are_refused(tmp_path: Path, run: RunSettings) -> None:
+    """A tag or cell with a space around it would never match: refused naming the item."""
+    text = TARGET + '[sources.okta]\ntype = "okta-ip-ranges"\ncells = ["us_cell_1 "]\n'
+    refused(write(tmp_path, text), run, "[sources.okta]: cells", "item 1", "spaces")
+
+
+def test_a_relative_config_path_gives_absolute_paths(
+    tmp_path: Path, run: RunSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paths from a config given relative to the working folder stay right if it changes."""
+    text = TARGET.replace('token_env = "PROD_US_DBT_TOKEN"', 'token_file = "tok"')
+    write(tmp_path, text)
+    monkeypatch.chdir(tmp_path)
+    config = read_config(Path("fleet.toml"), run)
+    assert config.targets[0].token_file == tmp_path / "tok"
+    assert config.path == Path("fleet.toml")
