@@ -404,7 +404,7 @@ class SyncService:
         with self._lock:
             last = self._last
             source = self._last_source
-        last_success = self.metrics.last_success
+        last_success = self.metrics.last_success()
         return {
             "last_run": last.to_json() if last is not None else None,
             "last_success": (
@@ -412,7 +412,7 @@ class SyncService:
                 if last_success is not None
                 else None
             ),
-            "consecutive_failures": self.metrics.consecutive_failures,
+            "consecutive_failures": self.metrics.consecutive_failures(),
             "feed": _feed_json(source),
             "run_in_progress": self._running_for() is not None,
             "next_run": _iso(self.next_run_time()),
