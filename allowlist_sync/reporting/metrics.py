@@ -345,11 +345,11 @@ def _timestamp(source: Callable[[], datetime | None] | None) -> float | None:
 def _counters(targets: dict[str, _Values], skipped: dict[str, float]) -> Iterator[Metric]:
     """The counters: serve mode only, where one process keeps counting."""
     runs = CounterMetricFamily(
-        f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=[TARGET_LABEL, "status"]
+        f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=["status", TARGET_LABEL]
     )
     for target, v in targets.items():
         for status, count in v.runs.items():
-            runs.add_metric([target, status], count)
+            runs.add_metric([status, target], count)
     yield runs
     skips = CounterMetricFamily(
         f"{PREFIX}_runs_skipped",
