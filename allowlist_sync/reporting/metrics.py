@@ -6,6 +6,11 @@ textfile. Gauges that have no value yet (no successful run, no next run in one-s
 left out rather than exported as 0, so a push after a failed run cannot overwrite the last
 success time; alerts use `absent()` for "never succeeded".
 
+Every series about a run carries a `target` label: the Outcome's target (`default` for the
+environment-only setup), so one export holds every target of a config file and each alert
+fires for the target it is about. What belongs to the process (the version, skipped scheduled
+runs, the next run and retry: the schedule is one for all targets) has no `target` label.
+
 Two shapes, one name set:
 
     serve      counters (`*_total`) and gauges on `/metrics`, plus the process collector
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -29,19 +34,23 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync._version import __version__
-from allowlist_sync.outcome import STATUSES, Outcome
+from allowlist_sync.outcome import DEFAULT_TARGET, STATUSES, Outcome
 
 PREFIX = "allowlist_sync"
-#: Every outcome status, so that each `runs_total` series exists (at 0) from the start.
-#: Statuses of a run that did its job (exit code 0).
+#: The label naming the target (the dbt account and rule) a series is about.
+TARGET_LABEL = "target"
 #: Why a scheduled run did not start: past the misfire grace time, or the previous one still ran.
 SKIP_REASONS = ("missed", "overlap")
 
 
 @dataclass
 class _Values:
+    """What one target's runs left behind."""
+
+    #: Every outcome status, so that each `runs_total` series exists (at 0) from the start.
     runs: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0.0))
-    skipped: dict[str, float] = field(default_factory=lambda: dict.fromkeys(SKIP_REASONS, 0.0))
+    #: A run was recorded, or the run state seeded it: its failure streak is known.
+    known: bool = False
     cidrs_added: float = 0.0
     cidrs_removed: float = 0.0
     cidrs_refused: float = 0.0
@@ -57,8 +66,6 @@ class _Values:
     last_removed: float | None = None
     source_file_time: float | None = None
     source_cache_used: float | None = None
-    next_run: float | None = None  # only from next_run_source
-    next_retry: float | None = None  # only from next_retry_source
 
 
 def file_date_timestamp(file_date: str | None) -> float | None:
@@ -74,13 +81,18 @@ def file_date_timestamp(file_date: str | None) -> float | None:
 class SyncMetrics:
     """The job's metrics: fed with Outcomes, rendered in the Prometheus text format.
 
-    `one_shot=True` (a `sync` run exporting to a textfile or Pushgateway) leaves counters out.
-    `registry` is what is exported; `exposition()` (serve's `/metrics`) adds process metrics.
+    `targets` are the targets known before any run (their series exist from the start, and a
+    textfile's values are restored for them only); a target first seen in an Outcome is added
+    then. `one_shot=True` (a `sync` run exporting to a textfile or Pushgateway) leaves counters
+    out. `registry` is what is exported; `exposition()` (serve's `/metrics`) adds process metrics.
     """
 
-    def __init__(self, *, one_shot: bool = False) -> None:
+    def __init__(
+        self, *, one_shot: bool = False, targets: Iterable[str] = (DEFAULT_TARGET,)
+    ) -> None:
         self._lock = threading.Lock()
-        self._values = _Values()
+        self._targets: dict[str, _Values] = {name: _Values(known=True) for name in targets}
+        self._skipped: dict[str, float] = dict.fromkeys(SKIP_REASONS, 0.0)
         self.one_shot = one_shot
         #: Asked at every collection for the next scheduled run (serve mode sets it).
         self.next_run_source: Callable[[], datetime | None] | None = None
@@ -94,12 +106,26 @@ class SyncMetrics:
             self._endpoint.register(self)
             ProcessCollector(registry=self._endpoint)
 
+    def _target(self, name: str) -> _Values:
+        # Called with the lock held.
+        values = self._targets.get(name)
+        if values is None:
+            values = self._targets[name] = _Values()
+        return values
+
+    @property
+    def targets(self) -> list[str]:
+        """The targets with series, in the order they became known."""
+        with self._lock:
+            return list(self._targets)
+
     def record(self, outcome: Outcome, *, finished_at: float | None = None) -> None:
-        """Count one finished run."""
+        """Count one finished run of the Outcome's target."""
         now = time.time() if finished_at is None else finished_at
         plan = outcome.plan
         with self._lock:
-            v = self._values
+            v = self._target(outcome.target)
+            v.known = True
             v.runs[outcome.status] = v.runs.get(outcome.status, 0.0) + 1
             v.last_run = now
             v.last_duration = outcome.duration_seconds
@@ -143,60 +169,78 @@ class SyncMetrics:
     def record_skipped(self, reason: str) -> None:
         """Count a scheduled run that did not start (`missed` or `overlap`)."""
         with self._lock:
-            self._values.skipped[reason] = self._values.skipped.get(reason, 0.0) + 1
+            self._skipped[reason] = self._skipped.get(reason, 0.0) + 1
 
-    @property
-    def last_success(self) -> float | None:
-        """Unix time of the last successful run, if any."""
+    def last_success(self, target: str = DEFAULT_TARGET) -> float | None:
+        """Unix time of the target's last successful run, if any."""
         with self._lock:
-            return self._values.last_success
+            values = self._targets.get(target)
+            return values.last_success if values is not None else None
 
-    @property
-    def consecutive_failures(self) -> int:
-        """Unsuccessful runs since the last success."""
+    def consecutive_failures(self, target: str = DEFAULT_TARGET) -> int:
+        """The target's unsuccessful runs since its last success."""
         with self._lock:
-            return int(self._values.consecutive_failures)
+            values = self._targets.get(target)
+            return int(values.consecutive_failures) if values is not None else 0
 
-    def seed(self, *, last_success: float | None, consecutive_failures: int) -> None:
-        """Start from a persisted state (before this process recorded any run)."""
+    def seed(
+        self,
+        *,
+        last_success: float | None,
+        consecutive_failures: int,
+        target: str = DEFAULT_TARGET,
+    ) -> None:
+        """Start a target from a persisted state (before this process recorded a run of it)."""
         with self._lock:
-            v = self._values
+            v = self._target(target)
             if last_success is not None and (
                 v.last_success is None or last_success > v.last_success
             ):
                 v.last_success = last_success
             if v.last_run is None:
                 v.consecutive_failures = float(max(consecutive_failures, 0))
+                v.known = True
 
     def restore(self, text: str) -> None:
-        """Carry counters and the last success time over from an earlier exposition (a textfile).
+        """Carry counters and last success times over from an earlier exposition (a textfile).
 
-        Raises ValueError when `text` is not in the Prometheus text format.
+        Each target keeps its own values; a sample without a `target` label (written before
+        there were targets) belongs to the default target. Only targets this SyncMetrics
+        knows are restored, when it knows any: a target removed from the configuration is
+        not exported for ever. Raises ValueError when `text` is not in the Prometheus text
+        format.
         """
         counters = {
             f"{PREFIX}_cidrs_added_total": "cidrs_added",
             f"{PREFIX}_cidrs_removed_total": "cidrs_removed",
             f"{PREFIX}_cidrs_refused_total": "cidrs_refused",
         }
+        families = list(text_string_to_metric_families(text))  # parse it all before changing
         with self._lock:
-            v = self._values
-            for family in text_string_to_metric_families(text):
+            only = set(self._targets) or None
+            for family in families:
                 for sample in family.samples:
+                    if sample.name == f"{PREFIX}_runs_skipped_total":
+                        reason = sample.labels.get("reason", "")
+                        if reason in self._skipped:
+                            self._skipped[reason] += sample.value
+                        continue
+                    name = sample.labels.get(TARGET_LABEL, DEFAULT_TARGET)
+                    if only is not None and name not in only:
+                        continue
                     if sample.name == f"{PREFIX}_runs_total":
+                        v = self._target(name)
                         status = sample.labels.get("status", "")
                         if status in v.runs:
                             v.runs[status] += sample.value
-                    elif sample.name == f"{PREFIX}_runs_skipped_total":
-                        reason = sample.labels.get("reason", "")
-                        if reason in v.skipped:
-                            v.skipped[reason] += sample.value
                     elif sample.name in counters:
+                        v = self._target(name)
                         attr = counters[sample.name]
                         setattr(v, attr, getattr(v, attr) + sample.value)
-                    elif sample.name == f"{PREFIX}_last_success_timestamp_seconds" and (
-                        v.last_success is None or sample.value > v.last_success
-                    ):
-                        v.last_success = sample.value
+                    elif sample.name == f"{PREFIX}_last_success_timestamp_seconds":
+                        v = self._target(name)
+                        if v.last_success is None or sample.value > v.last_success:
+                            v.last_success = sample.value
 
     def exposition(self) -> bytes:
         """The metrics in the Prometheus text format (with process metrics in serve mode)."""
@@ -205,68 +249,92 @@ class SyncMetrics:
     def collect(self) -> Iterator[Metric]:
         """prometheus_client collector protocol: the current values as metric families."""
         with self._lock:
-            current = self._values
-            v = replace(current, runs=dict(current.runs), skipped=dict(current.skipped))
-        v.next_run = _timestamp(self.next_run_source)
-        v.next_retry = _timestamp(self.next_retry_source)
+            targets = {name: replace(v, runs=dict(v.runs)) for name, v in self._targets.items()}
+            skipped = dict(self._skipped)
         yield _info()
         if not self.one_shot:
-            yield from _counters(v)
-        gauges = (
-            ("desired_cidrs", "CIDRs the owned rule should hold (last run).", v.desired),
-            ("current_cidrs", "CIDRs the owned rule holds (after the last run).", v.current),
-            (
-                "last_run_added_cidrs",
-                "CIDRs the last run added to the owned rule.",
-                v.last_added,
-            ),
-            (
-                "last_run_removed_cidrs",
-                "CIDRs the last run removed from the owned rule.",
-                v.last_removed,
-            ),
-            (
-                "source_change_number",
-                "changeNumber of the service-tags file the last run read.",
-                v.change_number,
-            ),
-            (
-                "source_file_timestamp_seconds",
-                "Date of the service-tags file the last run read (Unix time, 00:00 UTC).",
-                v.source_file_time,
-            ),
-            (
-                "source_cache_used",
-                "1 if the last run read the feed from the local cache (Microsoft unreachable).",
-                v.source_cache_used,
-            ),
-            ("last_run_timestamp_seconds", "When the last run finished (Unix time).", v.last_run),
-            (
-                "last_success_timestamp_seconds",
-                "When the last successful run finished (Unix time); absent before any success.",
-                v.last_success,
-            ),
-            ("last_run_duration_seconds", "How long the last run took.", v.last_duration),
-            ("last_run_success", "1 if the last run succeeded, 0 if not.", v.last_ok),
-            (
-                "consecutive_failures",
-                "Unsuccessful runs (failed or refused) since the last success.",
-                v.consecutive_failures,
-            ),
+            yield from _counters(targets, skipped)
+        yield from _gauges(targets)
+        schedule = (
             (
                 "next_run_timestamp_seconds",
                 "When the scheduler runs next (Unix time; serve mode only).",
-                v.next_run,
+                _timestamp(self.next_run_source),
             ),
             (
                 "next_retry_timestamp_seconds",
                 "When a failed run is tried again (Unix time; serve mode, while one is pending).",
-                v.next_retry,
+                _timestamp(self.next_retry_source),
             ),
         )
-        for name, documentation, value in gauges:
+        for name, documentation, value in schedule:
             if value is not None:
                 yield GaugeMetricFamily(f"{PREFIX}_{name}", documentation, value=value)
+
+
+#: The per-target gauges: name, help, and which value of a target's runs each shows.
+_GAUGES: tuple[tuple[str, str, Callable[[_Values], float | None]], ...] = (
+    ("desired_cidrs", "CIDRs the owned rule should hold (last run).", lambda v: v.desired),
+    (
+        "current_cidrs",
+        "CIDRs the owned rule holds (after the last run).",
+        lambda v: v.current,
+    ),
+    (
+        "last_run_added_cidrs",
+        "CIDRs the last run added to the owned rule.",
+        lambda v: v.last_added,
+    ),
+    (
+        "last_run_removed_cidrs",
+        "CIDRs the last run removed from the owned rule.",
+        lambda v: v.last_removed,
+    ),
+    (
+        "source_change_number",
+        "changeNumber of the service-tags file the last run read.",
+        lambda v: v.change_number,
+    ),
+    (
+        "source_file_timestamp_seconds",
+        "Date of the service-tags file the last run read (Unix time, 00:00 UTC).",
+        lambda v: v.source_file_time,
+    ),
+    (
+        "source_cache_used",
+        "1 if the last run read the feed from the local cache (Microsoft unreachable).",
+        lambda v: v.source_cache_used,
+    ),
+    (
+        "last_run_timestamp_seconds",
+        "When the last run finished (Unix time).",
+        lambda v: v.last_run,
+    ),
+    (
+        "last_success_timestamp_seconds",
+        "When the last successful run finished (Unix time); absent before any success.",
+        lambda v: v.last_success,
+    ),
+    ("last_run_duration_seconds", "How long the last run took.", lambda v: v.last_duration),
+    ("last_run_success", "1 if the last run succeeded, 0 if not.", lambda v: v.last_ok),
+    (
+        "consecutive_failures",
+        "Unsuccessful runs (failed or refused) since the last success.",
+        lambda v: v.consecutive_failures if v.known else None,
+    ),
+)
+
+
+def _gauges(targets: dict[str, _Values]) -> Iterator[Metric]:
+    """A family per gauge with a series per target that has a value for it."""
+    for name, documentation, value_of in _GAUGES:
+        family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=[TARGET_LABEL])
+        for target, v in targets.items():
+            value = value_of(v)
+            if value is not None:
+                family.add_metric([target], value)
+        if family.samples:
+            yield family
 
 
 def _timestamp(source: Callable[[], datetime | None] | None) -> float | None:
@@ -274,32 +342,38 @@ def _timestamp(source: Callable[[], datetime | None] | None) -> float | None:
     return when.timestamp() if when is not None else None
 
 
-def _counters(v: _Values) -> Iterator[Metric]:
+def _counters(targets: dict[str, _Values], skipped: dict[str, float]) -> Iterator[Metric]:
     """The counters: serve mode only, where one process keeps counting."""
-    runs = CounterMetricFamily(f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=["status"])
-    for status, count in v.runs.items():
-        runs.add_metric([status], count)
+    runs = CounterMetricFamily(
+        f"{PREFIX}_runs", "Sync runs, by outcome status.", labels=["status", TARGET_LABEL]
+    )
+    for target, v in targets.items():
+        for status, count in v.runs.items():
+            runs.add_metric([status, target], count)
     yield runs
-    skipped = CounterMetricFamily(
+    skips = CounterMetricFamily(
         f"{PREFIX}_runs_skipped",
         "Scheduled runs that did not start: missed (later than the misfire grace time) "
         "or overlap (the previous run was still going).",
         labels=["reason"],
     )
-    for reason, count in v.skipped.items():
-        skipped.add_metric([reason], count)
-    yield skipped
-    yield CounterMetricFamily(
-        f"{PREFIX}_cidrs_added", "CIDRs added to the owned rule.", value=v.cidrs_added
+    for reason, count in skipped.items():
+        skips.add_metric([reason], count)
+    yield skips
+    changes = (
+        ("cidrs_added", "CIDRs added to the owned rule.", "cidrs_added"),
+        ("cidrs_removed", "CIDRs removed from the owned rule.", "cidrs_removed"),
+        (
+            "cidrs_refused",
+            "CIDRs the dbt platform refused to store (failed_cidrs).",
+            "cidrs_refused",
+        ),
     )
-    yield CounterMetricFamily(
-        f"{PREFIX}_cidrs_removed", "CIDRs removed from the owned rule.", value=v.cidrs_removed
-    )
-    yield CounterMetricFamily(
-        f"{PREFIX}_cidrs_refused",
-        "CIDRs the dbt platform refused to store (failed_cidrs).",
-        value=v.cidrs_refused,
-    )
+    for name, documentation, attr in changes:
+        family = CounterMetricFamily(f"{PREFIX}_{name}", documentation, labels=[TARGET_LABEL])
+        for target, v in targets.items():
+            family.add_metric([target], getattr(v, attr))
+        yield family
 
 
 def _info() -> Metric:

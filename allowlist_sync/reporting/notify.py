@@ -28,7 +28,7 @@ from allowlist_sync.cidrs import sorted_networks
 from allowlist_sync.errors import ExitCode
 from allowlist_sync.logs import get_logger, redact, register_secret
 from allowlist_sync.net.retries import RETRYABLE_STATUSES
-from allowlist_sync.outcome import STATUSES, Outcome
+from allowlist_sync.outcome import DEFAULT_TARGET, STATUSES, Outcome
 
 log = get_logger(__name__)
 
@@ -88,14 +88,18 @@ def safe_url(url: str) -> str:
 def message_text(
     outcome: Outcome, *, account_id: int | None = None, recovered_after: int | None = None
 ) -> str:
-    """The human-readable message: what happened to which rule, and why.
+    """The human-readable message: what happened to which rule of which target, and why.
 
     `recovered_after` (the unsuccessful runs before this success) makes it a recovery message.
     """
     rule = f"rule {outcome.rule_name!r}" if outcome.rule_name else "the rule"
     if outcome.rule_id is not None:
         rule += f" (id {outcome.rule_id})"
+    if account_id is None:
+        account_id = outcome.account_id
     where = f" in dbt account {account_id}" if account_id is not None else ""
+    if outcome.target != DEFAULT_TARGET:  # the environment-only setup has one target, unnamed
+        where += f" (target {outcome.target})"
     plan = outcome.plan
     lines: list[str] = []
     if recovered_after is not None:
@@ -151,11 +155,14 @@ def _listing(items: list[str]) -> str:
 def build_message(
     outcome: Outcome, *, account_id: int | None = None, recovered_after: int | None = None
 ) -> dict[str, Any]:
-    """The webhook body: `text` for chat tools, `outcome` for machines."""
+    """The webhook body: `text` for chat tools, `outcome` for machines; `target` names the target."""
+    if account_id is None:
+        account_id = outcome.account_id
     return {
         "text": message_text(outcome, account_id=account_id, recovered_after=recovered_after),
         "outcome": outcome.to_json(),
         "recovered": recovered_after is not None,
+        "target": outcome.target,
         "account_id": account_id,
         "sender": f"allowlist-sync/{__version__}",
     }

@@ -27,7 +27,7 @@ from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import get_logger
 
 if TYPE_CHECKING:  # config imports this module lazily; no import cycle at run time
-    from allowlist_sync.config import Settings
+    from allowlist_sync.config import RunSettings
 
 log = get_logger(__name__)
 
@@ -132,7 +132,7 @@ def _day_number(text: str) -> int:
     raise ValueError(f"{text!r} is not a day of the week (0-7 or sun-sat)")
 
 
-def build_trigger(settings: Settings) -> CronTrigger:
+def build_trigger(settings: RunSettings) -> CronTrigger:
     """The cron trigger of `ALLOWLIST_SYNC_SCHEDULE` in `ALLOWLIST_SYNC_TIMEZONE`, with jitter."""
     try:
         return cron_trigger(
@@ -142,7 +142,7 @@ def build_trigger(settings: Settings) -> CronTrigger:
         raise ConfigError(f"ALLOWLIST_SYNC_SCHEDULE / ALLOWLIST_SYNC_TIMEZONE: {exc}") from None
 
 
-def job_options(settings: Settings) -> dict[str, Any]:
+def job_options(settings: RunSettings) -> dict[str, Any]:
     """One run at a time; missed runs collapse into one, and are skipped past the grace time."""
     return {
         "max_instances": 1,
@@ -151,7 +151,7 @@ def job_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_scheduler(settings: Settings) -> BackgroundScheduler:
+def create_scheduler(settings: RunSettings) -> BackgroundScheduler:
     """A scheduler in the configured time zone with one worker thread; not started."""
     _route_apscheduler_logs()
     return BackgroundScheduler(
@@ -164,7 +164,7 @@ def create_scheduler(settings: Settings) -> BackgroundScheduler:
 def add_sync_job(
     scheduler: BaseScheduler,
     func: Callable[[], object],
-    settings: Settings,
+    settings: RunSettings,
     *,
     run_now: bool,
 ) -> Job:

@@ -1,17 +1,19 @@
 """`allowlist-sync serve`: the pipeline on a cron schedule, one run at a time, for months.
 
-    serve(settings)                 signals, main-thread wait, shutdown
+    serve(run, runner, targets)     signals, main-thread wait, shutdown
       └── SyncService               scheduler + health endpoint + the state the probes report
             ├── BackgroundScheduler one job, cron trigger (daily by default), max_instances=1,
             │                       coalesce, misfire grace time; optionally a run at start-up
-            ├── execute()           run_once -> Reporter (metrics, textfile/Pushgateway, webhook,
-            │                       run state) -> retry plan
+            ├── execute()           runner() -> FleetOutcome -> Reporter (metrics, textfile/
+            │                       Pushgateway, webhook, run state; per target) -> retry plan
             └── /livez /readyz /status /metrics
 
-A run that fails with exit code 1 (an API 5xx, Microsoft unreachable, a crash) is tried again
-after `ALLOWLIST_SYNC_FAILED_RUN_RETRY` (15m, 1h, 4h, then every 4h) by moving the one job's next
-run time forward; when the next scheduled run comes first, the schedule takes over and the
-sequence starts again from it. Any other exit code (3 refused, 77 token refused, 78 bad
+A run is one call of the runner: every target of a config file (`run_fleet`), or the one
+target of the environment-only setup (`single_target`), as a FleetOutcome. Its exit code, the
+most severe of its targets', decides what comes next. A run that fails with exit code 1 (an
+API 5xx, Microsoft unreachable, a crash) is tried again after `ALLOWLIST_SYNC_FAILED_RUN_RETRY`
+(15m, 1h, 4h, then every 4h) by moving the one job's next run time forward; when the next
+scheduled run comes first, the schedule takes over and the sequence starts again from it. Any other exit code (3 refused, 77 token refused, 78 bad
 configuration) needs a person, so it waits for the schedule. No failure stops the scheduler or
 makes the pod unready: `/readyz` means "serving with a valid configuration"; sync health is in
 `/status` and the metrics. `/livez` fails only when a run has gone on well past its deadline.
@@ -27,7 +29,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
@@ -42,11 +44,11 @@ from apscheduler.events import (
 )
 
 from allowlist_sync.azure.feed import SourceInfo
-from allowlist_sync.config import Settings
+from allowlist_sync.config import RunSettings, Settings
 from allowlist_sync.errors import AllowlistSyncError, ConfigError, ExitCode
 from allowlist_sync.logs import get_logger, redact
-from allowlist_sync.outcome import Outcome
-from allowlist_sync.reporting.report import Reporter
+from allowlist_sync.outcome import FleetOutcome, Outcome
+from allowlist_sync.reporting.report import Reporter, ReportTarget
 from allowlist_sync.serve.crontab import JOB_ID, add_sync_job, build_trigger, create_scheduler
 from allowlist_sync.serve.health import HealthServer
 from allowlist_sync.sync import RunOptions, run_once
@@ -66,9 +68,64 @@ def retry_delay(delays: tuple[float, ...], retries_done: int) -> float | None:
     return delays[min(retries_done, len(delays) - 1)]
 
 
+def single_target(settings: Settings) -> Callable[[], FleetOutcome]:
+    """The runner of the environment-only setup: its one target as a FleetOutcome of one."""
+
+    def run() -> FleetOutcome:
+        outcome = run_once(settings, RunOptions())
+        return FleetOutcome(
+            targets=[outcome], dry_run=outcome.dry_run, duration_seconds=outcome.duration_seconds
+        )
+
+    return run
+
+
+def _error_json(kind: str | None, message: str | None) -> dict[str, Any] | None:
+    return {"kind": kind, "message": message} if message is not None else None
+
+
+@dataclass(frozen=True)
+class TargetRun:
+    """What the probes say about one target of the most recent finished run."""
+
+    target: str
+    account_id: int | None
+    status: str
+    exit_code: int
+    error_kind: str | None
+    error: str | None  # redacted
+
+    @classmethod
+    def of(cls, outcome: Outcome) -> TargetRun:
+        """The probes' view of one target's Outcome."""
+        error = outcome.error
+        return cls(
+            target=outcome.target,
+            account_id=outcome.account_id,
+            status=outcome.status,
+            exit_code=int(outcome.exit_code()),
+            error_kind=error.kind if error is not None else None,
+            error=redact(str(error)) if error is not None else None,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """One item of `last_run.targets`."""
+        return {
+            "target": self.target,
+            "account_id": self.account_id,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "error": _error_json(self.error_kind, self.error),
+        }
+
+
 @dataclass(frozen=True)
 class LastRun:
-    """What the probes say about the most recent finished run."""
+    """What the probes say about the most recent finished run: the fleet and each target.
+
+    `status` and `exit_code` are the fleet's (its most severe target's); `error` is the
+    run-level error, else the error of the target that decided the exit code.
+    """
 
     number: int
     status: str
@@ -77,6 +134,27 @@ class LastRun:
     duration_seconds: float
     error_kind: str | None
     error: str | None  # redacted
+    targets: tuple[TargetRun, ...] = ()
+
+    @classmethod
+    def of(cls, fleet: FleetOutcome, *, number: int, finished_at: datetime) -> LastRun:
+        """The probes' view of a finished run."""
+        code = fleet.exit_code()
+        error = fleet.error
+        if error is None:
+            error = next(
+                (o.error for o in fleet.targets if o.exit_code() == code and o.error), None
+            )
+        return cls(
+            number=number,
+            status=fleet.status,
+            exit_code=int(code),
+            finished_at=finished_at,
+            duration_seconds=fleet.duration_seconds,
+            error_kind=error.kind if error is not None else None,
+            error=redact(str(error)) if error is not None else None,
+            targets=tuple(TargetRun.of(o) for o in fleet.targets),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The `last_run` object of the probe bodies."""
@@ -86,9 +164,8 @@ class LastRun:
             "exit_code": self.exit_code,
             "finished_at": self.finished_at.isoformat(),
             "duration_seconds": round(self.duration_seconds, 3),
-            "error": (
-                {"kind": self.error_kind, "message": self.error} if self.error is not None else None
-            ),
+            "error": _error_json(self.error_kind, self.error),
+            "targets": [t.to_json() for t in self.targets],
         }
 
 
@@ -104,23 +181,35 @@ def _feed_json(source: SourceInfo | None) -> dict[str, Any] | None:
 
 
 class SyncService:
-    """The scheduler, its one job, the health endpoint and the state behind the probes."""
+    """The scheduler, its one job, the health endpoint and the state behind the probes.
+
+    `run` is called for each run and returns a FleetOutcome; without it, `settings` must be
+    the environment's `Settings` and its one target runs (`single_target`). `targets` are the
+    configured targets for reporting (see `Reporter`); by default the environment's one.
+    """
 
     def __init__(
         self,
-        settings: Settings,
+        settings: RunSettings,
         *,
-        run: Callable[[], Outcome] | None = None,
+        run: Callable[[], FleetOutcome] | None = None,
+        targets: Sequence[ReportTarget] | None = None,
         reporter: Reporter | None = None,
         stuck_margin: float = STUCK_MARGIN,
     ) -> None:
         self.settings = settings
-        self.reporter = reporter if reporter is not None else Reporter(settings, serve=True)
+        self.reporter = (
+            reporter if reporter is not None else Reporter(settings, targets=targets, serve=True)
+        )
         self.metrics = self.reporter.metrics
         self.metrics.next_run_source = self.next_run_time
         self.metrics.next_retry_source = self.next_retry_time
         self._stuck_after = settings.run_timeout + stuck_margin
-        self._run = run if run is not None else (lambda: run_once(settings, RunOptions()))
+        if run is None:
+            if not isinstance(settings, Settings):
+                raise TypeError("SyncService needs a runner when its settings name no target")
+            run = single_target(settings)
+        self._run = run
         build_trigger(settings)  # a ConfigError now, not at the first run
         self.scheduler = create_scheduler(settings)
         self.scheduler.add_listener(
@@ -131,7 +220,7 @@ class SyncService:
         self._runs_started = 0
         self._running_since: float | None = None
         self._last: LastRun | None = None
-        self._last_source: SourceInfo | None = None
+        self._last_sources: dict[str, SourceInfo] = {}
         self._abandon = threading.Event()
         # The pending retry of a failed run, the scheduled run it stands in front of, and how
         # many retries the current sequence has made.
@@ -208,8 +297,8 @@ class SyncService:
             if self._abandon.is_set():
                 return
 
-    def execute(self) -> Outcome:
-        """One run: the pipeline, then its report; never raises."""
+    def execute(self) -> FleetOutcome:
+        """One run: the pipeline of every target, then its report; never raises."""
         with self._lock:
             self._runs_started += 1
             number = self._runs_started
@@ -226,47 +315,41 @@ class SyncService:
         try:
             log.info("run_started")
             try:
-                outcome = self._run()
+                fleet = self._run()
             except Exception as exc:  # a bug must not stop the schedule: count it as a failure
                 log.exception("run_crashed", error=f"{type(exc).__name__}: {exc}")
-                outcome = Outcome(
-                    status="failed",
+                fleet = FleetOutcome(
+                    targets=[],
                     dry_run=False,
-                    rule_name=self.settings.rule_name,
                     error=AllowlistSyncError(f"unexpected error: {type(exc).__name__}: {exc}"),
                     duration_seconds=time.monotonic() - started,
                 )
-            error = outcome.error
             with self._lock:
-                self._last = LastRun(
-                    number=number,
-                    status=outcome.status,
-                    exit_code=int(outcome.exit_code()),
-                    finished_at=datetime.now(UTC),
-                    duration_seconds=outcome.duration_seconds,
-                    error_kind=error.kind if error is not None else None,
-                    error=redact(str(error)) if error is not None else None,
-                )
-                if outcome.source is not None:
-                    self._last_source = outcome.source
-            self.reporter.report(outcome)
+                self._last = LastRun.of(fleet, number=number, finished_at=datetime.now(UTC))
+                for outcome in fleet.targets:
+                    if outcome.source is not None:
+                        self._last_sources[outcome.target] = outcome.source
+            self.reporter.report_fleet(fleet)
             try:
-                self._plan_retry(outcome, *consumed)
+                self._plan_retry(fleet, *consumed)
             except Exception as exc:  # e.g. the scheduler shut down meanwhile: never raise
                 log.warning("retry_not_planned", error=f"{type(exc).__name__}: {exc}")
             log.info(
                 "next_run", at=_iso(self.next_run_time()), retry_at=_iso(self.next_retry_time())
             )
-            return outcome
+            return fleet
         finally:
             with self._lock:
                 self._running_since = None
             structlog.contextvars.unbind_contextvars("run")
 
     def _plan_retry(
-        self, outcome: Outcome, retry_at: datetime | None, scheduled_next: datetime | None
+        self, fleet: FleetOutcome, retry_at: datetime | None, scheduled_next: datetime | None
     ) -> None:
-        """After an exit-1 failure, bring the next run forward to the retry time if sooner.
+        """After an exit-1 failure of the fleet, bring the next run forward to the retry time.
+
+        The fleet's exit code is its most severe target's, a passing failure (1) first: when
+        any target failed in a way a retry can fix, the whole run is tried again.
 
         `retry_at` and `scheduled_next`: the retry this run consumed, if one was pending, and
         the scheduled run it stood in front of.
@@ -281,7 +364,7 @@ class SyncService:
             scheduled = scheduled_next
             self.scheduler.modify_job(JOB_ID, next_run_time=scheduled)
         now = datetime.now(UTC)
-        code = outcome.exit_code()
+        code = fleet.exit_code()
         if code == ExitCode.OK:
             return
         if code != ExitCode.FAILED:
@@ -400,20 +483,35 @@ class SyncService:
         }
 
     def status(self) -> dict[str, Any]:
-        """Sync health for people and scripts: the last run, last success, feed, what comes next."""
+        """Sync health for people and scripts: the last run, last success, feed, what comes next.
+
+        `targets` has each target's last success, failure streak and feed; the top-level
+        `last_success` is the oldest of them (None while a target has none),
+        `consecutive_failures` the longest streak and `feed` the first target's.
+        """
         with self._lock:
             last = self._last
-            source = self._last_source
-        last_success = self.metrics.last_success
+            sources = dict(self._last_sources)
+        names = self.metrics.targets
+        targets = [
+            {
+                "target": name,
+                "last_success": _iso_time(self.metrics.last_success(name)),
+                "consecutive_failures": self.metrics.consecutive_failures(name),
+                "feed": _feed_json(sources.get(name)),
+            }
+            for name in names
+        ]
+        successes = [self.metrics.last_success(name) for name in names]
+        known = [s for s in successes if s is not None]
+        oldest = min(known) if known and len(known) == len(successes) else None
+        streaks = [self.metrics.consecutive_failures(name) for name in names]
         return {
             "last_run": last.to_json() if last is not None else None,
-            "last_success": (
-                datetime.fromtimestamp(last_success, UTC).isoformat()
-                if last_success is not None
-                else None
-            ),
-            "consecutive_failures": self.metrics.consecutive_failures,
-            "feed": _feed_json(source),
+            "last_success": _iso_time(oldest),
+            "consecutive_failures": max(streaks, default=0),
+            "feed": next((t["feed"] for t in targets if t["feed"] is not None), None),
+            "targets": targets,
             "run_in_progress": self._running_for() is not None,
             "next_run": _iso(self.next_run_time()),
             "next_retry": _iso(self.next_retry_time()),
@@ -422,9 +520,19 @@ class SyncService:
         }
 
 
-def serve(settings: Settings) -> int:
-    """Run the service until SIGTERM or SIGINT; returns the exit code (0 after a clean stop)."""
-    service = SyncService(settings)
+def serve(
+    settings: RunSettings,
+    runner: Callable[[], FleetOutcome] | None = None,
+    *,
+    targets: Sequence[ReportTarget] | None = None,
+) -> int:
+    """Run the service until SIGTERM or SIGINT; returns the exit code (0 after a clean stop).
+
+    `runner` returns each run's FleetOutcome (e.g. `lambda: run_fleet(...)`); `targets` are
+    the configured targets for reporting. Both may be left out when `settings` is the
+    environment's `Settings`: its one target is then run and reported.
+    """
+    service = SyncService(settings, run=runner, targets=targets)
     stop = threading.Event()
     run_now = threading.Event()
 
@@ -461,3 +569,7 @@ def serve(settings: Settings) -> int:
 
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
+
+
+def _iso_time(timestamp: float | None) -> str | None:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None

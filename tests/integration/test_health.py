@@ -64,7 +64,7 @@ def test_metrics_in_prometheus_text_format(metrics: SyncMetrics, client: httpx.C
     response = client.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert 'allowlist_sync_runs_total{status="in_sync"} 1.0' in response.text
+    assert 'allowlist_sync_runs_total{status="in_sync",target="default"} 1.0' in response.text
 
 
 def test_unknown_path_is_404(client: httpx.Client) -> None:

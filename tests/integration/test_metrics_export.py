@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from allowlist_sync.config import RunSettings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
+from allowlist_sync.outcome import FleetOutcome, Outcome
+from allowlist_sync.reporting.report import Reporter, ReportTarget
 from tests.cli import log_events
 from tests.feeds import PUBLIC_FEED
 from tests.inprocess import run_main
@@ -140,3 +143,58 @@ def test_unreachable_pushgateway_or_unwritable_file_do_not_fail_the_run(
     assert result.code == 0
     warnings = {e["event"] for e in log_events(result.stderr) if e["level"] == "warning"}
     assert {"metrics_push_failed", "metrics_file_failed"} <= warnings
+
+
+def by_target(text: str) -> dict[tuple[str, str], float]:
+    """Samples of an exposition as (name, target) -> value."""
+    return {
+        (s.name, s.labels.get("target", "")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_a_fleet_run_exports_every_target_once(tmp_path: Path) -> None:
+    """Two targets' runs make one textfile write and one push, each target under its label."""
+    path = tmp_path / "allowlist_sync.prom"
+    targets = [ReportTarget("prod-us", 1, "r"), ReportTarget("prod-eu", 2, "r")]
+    with Receiver() as gateway:
+        settings = RunSettings(cache_dir=tmp_path, metrics_file=path, pushgateway_url=gateway.url)
+        Reporter(settings, targets=targets).report_fleet(
+            FleetOutcome(
+                targets=[
+                    Outcome(status="applied", dry_run=False, target="prod-us", account_id=1),
+                    Outcome(status="failed", dry_run=False, target="prod-eu", account_id=2),
+                ],
+                dry_run=False,
+            )
+        )
+        (push,) = gateway.received
+    for text in (path.read_text(), push.body.decode()):
+        samples = by_target(text)
+        assert samples[("allowlist_sync_last_run_success", "prod-us")] == 1
+        assert samples[("allowlist_sync_last_run_success", "prod-eu")] == 0
+        assert samples[("allowlist_sync_consecutive_failures", "prod-eu")] == 1
+        assert ("allowlist_sync_last_success_timestamp_seconds", "prod-eu") not in samples
+        assert not any(target == "default" for _, target in samples)
+
+
+def test_a_textfile_keeps_the_targets_a_subset_run_left_out(tmp_path: Path) -> None:
+    """A run of one target keeps the last success the textfile holds for the other targets."""
+    path = tmp_path / "allowlist_sync.prom"
+    targets = [ReportTarget("prod-us", 1, "r"), ReportTarget("prod-eu", 2, "r")]
+    settings = RunSettings(cache_dir=tmp_path / "first", metrics_file=path)
+    Reporter(settings, targets=targets).report_all(
+        [Outcome(status="in_sync", dry_run=False, target=t.name) for t in targets]
+    )
+    before = by_target(path.read_text())
+    settings = RunSettings(cache_dir=tmp_path / "second", metrics_file=path)
+    Reporter(settings, targets=targets).report_all(
+        [Outcome(status="failed", dry_run=False, target="prod-us")]
+    )
+    after = by_target(path.read_text())
+    name = "allowlist_sync_last_success_timestamp_seconds"
+    assert after[(name, "prod-eu")] == before[(name, "prod-eu")]
+    assert after[(name, "prod-us")] == before[(name, "prod-us")]
+    assert after[("allowlist_sync_last_run_success", "prod-us")] == 0
+    assert ("allowlist_sync_last_run_success", "prod-eu") not in after

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from allowlist_sync.config import RunSettings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
+from allowlist_sync.errors import AllowlistSyncError
+from allowlist_sync.outcome import FleetOutcome, Outcome
+from allowlist_sync.reporting.report import Reporter, ReportTarget
 from tests.cli import log_events
 from tests.feeds import PUBLIC_FEED
 from tests.inprocess import Result, run_main
@@ -159,3 +164,50 @@ def test_an_undelivered_failure_message_is_tried_again_next_run(
         assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
         assert sync(monkeypatch, capsys, emulator, hook.url).code == 1
     assert len(hook.received) == 2  # refused, then delivered; the third run is quiet
+
+
+def two_targets(a: str, b: str) -> list[Outcome]:
+    """One run of targets `prod-us` (account 1) and `prod-eu` (account 2) with these statuses."""
+    error = AllowlistSyncError("HTTP 503") if b == "failed" else None
+    return [
+        Outcome(status=a, dry_run=False, target="prod-us", account_id=1, rule_name="r"),  # type: ignore[arg-type]
+        Outcome(
+            status=b, dry_run=False, target="prod-eu", account_id=2, rule_name="r", error=error
+        ),  # type: ignore[arg-type]
+    ]
+
+
+def test_each_target_has_its_own_incident_and_recovery(hook: Receiver, tmp_path: Path) -> None:
+    """Only the failing target notifies, once per incident, and only it sends a recovery."""
+    settings = RunSettings(cache_dir=tmp_path, webhook_url=hook.url + "/hook/T0/s3cret")
+    reporter = Reporter(settings)
+    reporter.report_all(two_targets("in_sync", "failed"))
+    reporter.report_all(two_targets("in_sync", "failed"))
+    (failure,) = [m.json() for m in hook.received]
+    assert failure["target"] == "prod-eu" and failure["account_id"] == 2
+    assert "(target prod-eu)" in failure["text"] and "FAILED" in failure["text"]
+    # A new process (a CronJob's next run) remembers each target's incident.
+    Reporter(settings).report_all(two_targets("in_sync", "in_sync"))
+    assert len(hook.received) == 2
+    recovery = hook.received[1].json()
+    assert recovery["target"] == "prod-eu" and recovery["recovered"] is True
+    assert "after 2 unsuccessful run(s)" in recovery["text"]
+    Reporter(settings).report_all(two_targets("in_sync", "in_sync"))
+    assert len(hook.received) == 2
+
+
+def test_a_fleet_that_failed_as_a_whole_fails_each_known_target(
+    hook: Receiver, tmp_path: Path
+) -> None:
+    """A fleet run with a run-level error and no targets is reported for every known target."""
+    settings = RunSettings(cache_dir=tmp_path, webhook_url=hook.url + "/hook/T0/s3cret")
+    targets = [ReportTarget("prod-us", 1, "r"), ReportTarget("prod-eu", 2, "r")]
+    reporter = Reporter(settings, targets=targets)
+    reporter.report_fleet(
+        FleetOutcome(targets=[], dry_run=False, error=AllowlistSyncError("crashed"))
+    )
+    assert sorted(m.json()["target"] for m in hook.received) == ["prod-eu", "prod-us"]
+    assert (
+        reporter.metrics.consecutive_failures("prod-us"),
+        reporter.metrics.consecutive_failures("prod-eu"),
+    ) == (1, 1)

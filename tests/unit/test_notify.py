@@ -177,3 +177,20 @@ def test_recovery_message_says_so() -> None:
         "allowlist-sync RECOVERED: rule 'aad' (id 7) in dbt account 42 is synced again after 3"
     )
     assert build_message(outcome("in_sync"))["recovered"] is False
+
+
+def test_a_named_target_s_message_names_it_and_its_account() -> None:
+    """A config-file target's text and JSON name the target and its dbt account."""
+    message = build_message(outcome("failed", target="prod-us", account_id=12345))
+    assert message["text"].startswith(
+        "allowlist-sync FAILED for rule 'aad' (id 7) in dbt account 12345 (target prod-us)."
+    )
+    assert (message["target"], message["account_id"]) == ("prod-us", 12345)
+    assert message["outcome"]["target"] == "prod-us"
+
+
+def test_the_environment_target_keeps_today_s_text() -> None:
+    """The environment-only target is named `default` in JSON and not in the text."""
+    message = build_message(outcome("applied"), account_id=42)
+    assert message["target"] == "default"
+    assert "target" not in message["text"]

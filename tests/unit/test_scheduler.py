@@ -20,7 +20,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from allowlist_sync.azure.feed import SourceInfo
-from allowlist_sync.config import Settings, load_settings
+from allowlist_sync.config import RunSettings, Settings, load_settings
 from allowlist_sync.errors import (
     AllowlistSyncError,
     ApiError,
@@ -28,7 +28,8 @@ from allowlist_sync.errors import (
     ExitCode,
     UnsafePlanError,
 )
-from allowlist_sync.outcome import Outcome
+from allowlist_sync.outcome import FleetOutcome, Outcome
+from allowlist_sync.reporting.report import ReportTarget
 from allowlist_sync.serve.crontab import cron_trigger, job_options, translate_day_of_week
 from allowlist_sync.serve.scheduler import JOB_ID, SyncService, build_trigger, retry_delay
 
@@ -47,6 +48,21 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def make_settings(**overrides: Any) -> Settings:
     return load_settings(account_id=1, token=TOKEN, health_port=0, **overrides)
+
+
+def one(run: Callable[[], Outcome]) -> Callable[[], FleetOutcome]:
+    """The runner of a one-target fleet whose target's run is `run`."""
+
+    def fleet() -> FleetOutcome:
+        outcome = run()
+        return FleetOutcome(targets=[outcome], dry_run=outcome.dry_run)
+
+    return fleet
+
+
+def service_of(settings: Settings, *, run: Callable[[], Outcome], **options: Any) -> SyncService:
+    """A SyncService of the environment's one target, whose runs are `run`."""
+    return SyncService(settings, run=one(run), **options)
 
 
 def far_schedule() -> str:
@@ -205,7 +221,7 @@ def test_run_later_than_the_grace_time_is_missed(services: list[SyncService]) ->
     """A run due two hours ago, with a 60 s grace time, is skipped and counted, not run."""
     calls: list[int] = []
     settings = make_settings(schedule=far_schedule(), run_on_start=False, misfire_grace_time=60)
-    service = SyncService(settings, run=lambda: calls.append(1) or in_sync())
+    service = service_of(settings, run=lambda: calls.append(1) or in_sync())
     services.append(service)
     service.start()
     service.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC) - timedelta(hours=2))
@@ -219,7 +235,7 @@ def test_run_late_within_the_grace_time_still_runs(services: list[SyncService]) 
     """A run due ten seconds ago, within the grace time, runs."""
     ran = threading.Event()
     settings = make_settings(schedule=far_schedule(), run_on_start=False, misfire_grace_time=60)
-    service = SyncService(settings, run=lambda: ran.set() or in_sync())
+    service = service_of(settings, run=lambda: ran.set() or in_sync())
     services.append(service)
     service.start()
     service.scheduler.modify_job(JOB_ID, next_run_time=datetime.now(UTC) - timedelta(seconds=10))
@@ -234,7 +250,7 @@ def test_many_missed_runs_coalesce_into_one(services: list[SyncService]) -> None
     settings = make_settings(
         schedule=f"* {hour.hour} * * *", run_on_start=False, misfire_grace_time=4 * 3600
     )
-    service = SyncService(settings, run=lambda: calls.append(1) or in_sync())
+    service = service_of(settings, run=lambda: calls.append(1) or in_sync())
     services.append(service)
     service.start()
     service.scheduler.modify_job(JOB_ID, next_run_time=hour)
@@ -255,7 +271,7 @@ def test_no_overlapping_runs(services: list[SyncService]) -> None:
         release.wait(10)
         return in_sync()
 
-    service = SyncService(make_settings(schedule=far_schedule()), run=slow_run)
+    service = service_of(make_settings(schedule=far_schedule()), run=slow_run)
     services.append(service)
     service.start()  # run on start
     assert entered.wait(5)
@@ -275,7 +291,7 @@ def test_failures_are_counted_and_never_stop_the_scheduler(services: list[SyncSe
         lambda: Outcome(status="refused", dry_run=False),
         in_sync,
     ]
-    service = SyncService(
+    service = service_of(
         make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: results.pop(0)()
     )
     services.append(service)
@@ -288,8 +304,8 @@ def test_failures_are_counted_and_never_stop_the_scheduler(services: list[SyncSe
     assert service.status()["consecutive_failures"] == 2
     assert service.liveness()[0] is True
     text = service.metrics.exposition().decode()
-    assert 'allowlist_sync_runs_total{status="failed"} 1.0' in text
-    assert 'allowlist_sync_runs_total{status="refused"} 1.0' in text
+    assert 'allowlist_sync_runs_total{status="failed",target="default"} 1.0' in text
+    assert 'allowlist_sync_runs_total{status="refused",target="default"} 1.0' in text
     assert service.execute().status == "in_sync"
     assert service.readiness()[0] is True
     assert service.status()["consecutive_failures"] == 0
@@ -305,7 +321,7 @@ def test_stop_abandons_a_stuck_run_after_the_grace_time(services: list[SyncServi
         never.wait(30)
         return in_sync()
 
-    service = SyncService(make_settings(schedule=far_schedule()), run=stuck)
+    service = service_of(make_settings(schedule=far_schedule()), run=stuck)
     service.start()
     assert entered.wait(5)
     started = time.monotonic()
@@ -344,7 +360,7 @@ def test_retry_delays_repeat_the_last_one() -> None:
 def test_a_failed_run_is_retried_after_the_first_delay(services: list[SyncService]) -> None:
     """An exit-1 failure brings the next run forward by 15 minutes; probes and metrics show it."""
     settings = make_settings(schedule=far_schedule(), run_on_start=False)
-    service = SyncService(settings, run=failed)
+    service = service_of(settings, run=failed)
     services.append(service)
     service.start()
     scheduled = service.next_run_time()
@@ -367,7 +383,7 @@ def test_a_failed_run_is_retried_after_the_first_delay(services: list[SyncServic
 def test_retries_follow_the_sequence_until_one_succeeds(services: list[SyncService]) -> None:
     """Retries wait 15m, 1h, 4h, 4h; a success clears the pending retry."""
     results = [failed, failed, failed, failed, in_sync]
-    service = SyncService(
+    service = service_of(
         make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: results.pop(0)()
     )
     services.append(service)
@@ -397,7 +413,7 @@ def test_a_retry_runs_and_converges(services: list[SyncService]) -> None:
         return outcome
 
     settings = make_settings(schedule=far_schedule(), failed_run_retry=(0.2,))
-    service = SyncService(settings, run=run)
+    service = service_of(settings, run=run)
     services.append(service)
     service.start()  # run on start fails, the retry follows
     assert done.wait(5)
@@ -414,7 +430,7 @@ def test_the_next_scheduled_run_takes_over_and_resets_the_sequence(
     """No retry is set past the next scheduled run; that run starts the delays from the first."""
     soon = datetime.now(UTC) + timedelta(minutes=30)
     settings = make_settings(schedule=f"{soon.minute} {soon.hour} * * *", run_on_start=False)
-    service = SyncService(settings, run=failed)
+    service = service_of(settings, run=failed)
     services.append(service)
     service.start()
     started = datetime.now(UTC)
@@ -445,7 +461,7 @@ def test_failures_a_person_must_fix_are_not_retried(
     """Exit codes other than 1 (refused, configuration, token refused) wait for the schedule."""
     status = "refused" if error.exit_code == ExitCode.REFUSED else "failed"
     outcome = Outcome(status=status, dry_run=False, error=error)  # type: ignore[arg-type]
-    service = SyncService(
+    service = service_of(
         make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: outcome
     )
     services.append(service)
@@ -458,7 +474,7 @@ def test_failures_a_person_must_fix_are_not_retried(
 def test_retries_can_be_turned_off(services: list[SyncService]) -> None:
     """ALLOWLIST_SYNC_FAILED_RUN_RETRY=off leaves a failed run to the schedule."""
     settings = make_settings(schedule=far_schedule(), run_on_start=False, failed_run_retry="off")
-    service = SyncService(settings, run=failed)
+    service = service_of(settings, run=failed)
     services.append(service)
     service.start()
     service.execute()
@@ -470,7 +486,7 @@ def test_retries_can_be_turned_off(services: list[SyncService]) -> None:
 
 def test_readiness_stays_ok_after_a_failed_run(services: list[SyncService]) -> None:
     """A failed sync is not a reason to take the pod out: /readyz answers ready."""
-    service = SyncService(make_settings(schedule=far_schedule(), run_on_start=False), run=failed)
+    service = service_of(make_settings(schedule=far_schedule(), run_on_start=False), run=failed)
     services.append(service)
     service.start()
     service.execute()
@@ -486,7 +502,7 @@ def test_status_reports_the_feed_and_the_last_success(services: list[SyncService
         lambda: Outcome(status="in_sync", dry_run=False, source=source),
         failed,
     ]
-    service = SyncService(
+    service = service_of(
         make_settings(schedule=far_schedule(), run_on_start=False), run=lambda: results.pop(0)()
     )
     services.append(service)
@@ -519,7 +535,7 @@ def test_liveness_fails_when_a_run_is_stuck_past_its_deadline(
         return in_sync()
 
     settings = make_settings(schedule=far_schedule(), run_timeout=0.2)
-    service = SyncService(settings, run=stuck, stuck_margin=0.0)
+    service = service_of(settings, run=stuck, stuck_margin=0.0)
     services.append(service)
     service.start()
     assert entered.wait(5)
@@ -539,7 +555,7 @@ def test_a_long_run_within_its_deadline_is_alive(services: list[SyncService]) ->
         release.wait(10)
         return in_sync()
 
-    service = SyncService(make_settings(schedule=far_schedule()), run=slow)
+    service = service_of(make_settings(schedule=far_schedule()), run=slow)
     services.append(service)
     service.start()
     assert entered.wait(5)
@@ -551,7 +567,7 @@ def test_a_long_run_within_its_deadline_is_alive(services: list[SyncService]) ->
 def test_a_missed_retry_gives_way_to_the_schedule(services: list[SyncService]) -> None:
     """A retry later than the grace time is skipped as missed and no longer shown as pending."""
     settings = make_settings(schedule=far_schedule(), run_on_start=False, misfire_grace_time=60)
-    service = SyncService(settings, run=failed)
+    service = service_of(settings, run=failed)
     services.append(service)
     service.start()
     service.execute()
@@ -561,3 +577,119 @@ def test_a_missed_retry_gives_way_to_the_schedule(services: list[SyncService]) -
     assert service.next_retry_time() is None
     next_run = service.next_run_time()
     assert next_run is not None and next_run > datetime.now(UTC) + timedelta(hours=1)
+
+
+# ----------------------------------------------------------------- several targets
+
+FLEET_TARGETS = [ReportTarget("prod-us", 1, "r"), ReportTarget("prod-eu", 2, "r")]
+
+
+def fleet_of(*outcomes: Outcome) -> FleetOutcome:
+    """A run of prod-us and prod-eu ending in these outcomes, in that order."""
+    for outcome, target in zip(outcomes, FLEET_TARGETS, strict=True):
+        outcome.target, outcome.account_id = target.name, target.account_id
+    return FleetOutcome(targets=list(outcomes), dry_run=False)
+
+
+def fleet_service(tmp_path: Path, run: Callable[[], FleetOutcome]) -> SyncService:
+    """A SyncService over the two targets, configured as a config-file run would be."""
+    settings = RunSettings(
+        health_port=0, schedule=far_schedule(), run_on_start=False, cache_dir=tmp_path
+    )
+    return SyncService(settings, run=run, targets=FLEET_TARGETS)
+
+
+@pytest.mark.parametrize(
+    ("second", "retried"),
+    [
+        (lambda: failed(), True),
+        (lambda: failed(AuthRefusedError("401")), False),
+        (lambda: Outcome(status="in_sync", dry_run=False), False),
+    ],
+    ids=["exit-1", "exit-77", "ok"],
+)
+def test_the_fleet_s_exit_code_decides_the_retry(
+    services: list[SyncService],
+    tmp_path: Path,
+    second: Callable[[], Outcome],
+    retried: bool,
+) -> None:
+    """One target's passing failure retries the fleet; a failure a person must fix does not."""
+    service = fleet_service(tmp_path, lambda: fleet_of(in_sync(), second()))
+    services.append(service)
+    service.start()
+    service.execute()
+    assert (service.next_retry_time() is not None) is retried
+
+
+def test_a_passing_failure_beside_a_refused_token_still_retries(
+    services: list[SyncService], tmp_path: Path
+) -> None:
+    """Exit 1 outranks 77 in a fleet, so a target that a retry can fix is retried."""
+    service = fleet_service(tmp_path, lambda: fleet_of(failed(AuthRefusedError("401")), failed()))
+    services.append(service)
+    service.start()
+    assert service.execute().exit_code() == ExitCode.FAILED
+    assert service.next_retry_time() is not None
+
+
+def test_status_lists_each_target(services: list[SyncService], tmp_path: Path) -> None:
+    """/status shows the fleet's status and, per target, its status, exit code and error."""
+    source = SourceInfo(kind="url", location="x", change_number=9, file_date="20251027")
+    service = fleet_service(
+        tmp_path,
+        lambda: fleet_of(
+            Outcome(status="in_sync", dry_run=False, source=source),
+            failed(AuthRefusedError("GET /rules: 401 token refused")),
+        ),
+    )
+    services.append(service)
+    service.start()
+    names = [t["target"] for t in service.status()["targets"]]
+    assert names == ["prod-us", "prod-eu"]  # known before the first run
+    service.execute()
+    status = service.status()
+    last = status["last_run"]
+    assert (last["status"], last["exit_code"]) == ("failed", 77)
+    assert last["error"] == {"kind": "auth", "message": "GET /rules: 401 token refused"}
+    assert last["targets"] == [
+        {
+            "target": "prod-us",
+            "account_id": 1,
+            "status": "in_sync",
+            "exit_code": 0,
+            "error": None,
+        },
+        {
+            "target": "prod-eu",
+            "account_id": 2,
+            "status": "failed",
+            "exit_code": 77,
+            "error": {"kind": "auth", "message": "GET /rules: 401 token refused"},
+        },
+    ]
+    us, eu = status["targets"]
+    assert us["last_success"] is not None and us["consecutive_failures"] == 0
+    assert us["feed"]["file_date"] == "20251027"
+    assert eu["last_success"] is None and eu["consecutive_failures"] == 1 and eu["feed"] is None
+    # The fleet's own numbers are its worst target's: no success for prod-eu yet.
+    assert status["last_success"] is None and status["consecutive_failures"] == 1
+    ready, details = service.readiness()
+    assert ready and details["last_run"]["targets"][1]["exit_code"] == 77
+
+
+def test_a_crashed_fleet_run_fails_every_target(
+    services: list[SyncService], tmp_path: Path
+) -> None:
+    """A runner that raises counts as a failed run of each configured target, and is retried."""
+
+    def crash() -> FleetOutcome:
+        raise RuntimeError("boom")
+
+    service = fleet_service(tmp_path, crash)
+    services.append(service)
+    service.start()
+    fleet = service.execute()
+    assert fleet.exit_code() == ExitCode.FAILED and fleet.targets == []
+    assert [t["consecutive_failures"] for t in service.status()["targets"]] == [1, 1]
+    assert service.next_retry_time() is not None
