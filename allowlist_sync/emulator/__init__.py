@@ -19,7 +19,8 @@ Behind it, a module per job (docs/emulator.md describes the behaviour):
     account.py   the account's rules and CIDRs, enforcement, JSON rendering
     envelope.py  the Response value and the {status, data} error envelope
     faults.py    fault injection: which requests, what to break, how many times
-    seed.py      the command line's --rule / --deny-rule / --fault / --caller-ip specs, presets
+    seed.py      the command line's seed: accounts, what each holds, presets; Seed.make_store
+    specs.py     the command line's specs: --account-id, --rule, --fault, --caller-ip, --delay
 """
 
 from __future__ import annotations
