@@ -102,9 +102,13 @@ class Seed:
         *,
         max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
     ) -> EmulatorStore:
-        """A store holding this seed, with the seed kept as the state `reset` returns to."""
+        """A store holding this seed, with the seed kept as the state `reset` returns to.
+
+        `account_id` is the one account served when the seed lists none; the seed's own
+        `accounts`, when it has them, are what is served.
+        """
         store = EmulatorStore(
-            account_id,
+            None if self.accounts else account_id,
             token,
             accounts=dict(self.accounts) or None,
             max_page_size=max_page_size,

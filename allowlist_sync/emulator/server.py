@@ -344,8 +344,6 @@ def serve_forever(
     # Resolved at call time (not as a default) so a redirected sys.stdout is honoured.
     out = out if out is not None else sys.stdout
     seed = seed if seed is not None else Seed()
-    if seed.accounts:
-        account_id = seed.accounts[0][0]
     store = seed.make_store(account_id, token, max_page_size=max_page_size)
     server = EmulatorServer(store, host=host, port=port, quiet=quiet)
     try:
@@ -361,7 +359,7 @@ def serve_forever(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda _signum, _frame: stop_event.set())
     try:
-        _print_banner(out, server.url, token, seed.accounts or ((account_id, None),))
+        _print_banner(out, server.url, token, seed.accounts or ((store.account_id, None),))
         if not quiet:
             _print_status(server.url, store.accounts, seed)
         # A timed wait keeps the main thread responsive to signals on every platform.
