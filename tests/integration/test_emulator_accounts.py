@@ -147,12 +147,13 @@ def test_a_short_latency_answers_normally() -> None:
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM semantics are POSIX")
 def test_the_command_serves_several_accounts_with_a_delay() -> None:
     """`allowlist-sync emulator --account-id A --account-id B:TOKEN --delay ...` exports A,
-    names B, says what each holds, and serves both, B with its own token only."""
+    names B, says what each holds (warning about A, which locks the caller out), and serves
+    both, B with its own token only."""
     command = [
         sys.executable, "-m", "allowlist_sync", "emulator", "--port", "0",
         "--account-id", str(A), "--account-id", f"{B}:{B_TOKEN}", "--delay", "0.01",
         "--rule", f"{B}:Office=198.51.100.0/24", "--enforce-account", str(B),
-        "--caller-ip", "198.51.100.7",
+        "--caller-ip", "198.51.100.7", "--enforce-account", str(A),
     ]  # fmt: skip
     with subprocess.Popen(
         command, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -160,7 +161,7 @@ def test_the_command_serves_several_accounts_with_a_delay() -> None:
         try:
             assert proc.stdout is not None and proc.stderr is not None
             banner = [proc.stdout.readline().rstrip("\n") for _ in range(4)]
-            status = [proc.stderr.readline().rstrip("\n") for _ in range(5)]
+            status = [proc.stderr.readline().rstrip("\n") for _ in range(6)]
             url = banner[0].removeprefix("export DBT_CLOUD_HOST_URL=")
             assert banner[1:] == [
                 f"export DBT_CLOUD_ACCOUNT_ID={A}",
@@ -169,7 +170,9 @@ def test_the_command_serves_several_accounts_with_a_delay() -> None:
             ]
             assert B_TOKEN not in "".join(banner)
             assert status[1:] == [
-                f"emulator: account {A}: no rules; enforcement off; caller 198.51.100.7",
+                f"emulator: account {A}: no rules; enforcement on; caller 198.51.100.7",
+                f"emulator: warning: account {A}: enforcement is on and no allow rule holds the"
+                " caller 198.51.100.7: every API request will be refused (403)",
                 f"emulator: account {B}: allow rule 'Office' (1 CIDR); enforcement on;"
                 " caller 198.51.100.7",
                 "emulator: every /api/ request waits 0.01 s (--delay)",
@@ -177,7 +180,7 @@ def test_the_command_serves_several_accounts_with_a_delay() -> None:
             ]
             with httpx.Client(base_url=url, trust_env=False, timeout=5) as c:
                 on_b = {"Authorization": f"Token {B_TOKEN}"}
-                assert c.get(rules_path(A), headers=AUTH).status_code == 200
+                assert c.get(rules_path(A), headers=AUTH).status_code == 403  # locked out
                 assert c.get(rules_path(B), headers=on_b).json()["data"][0]["name"] == "Office"
                 assert c.get(rules_path(B), headers=AUTH).status_code == 401
                 assert c.get("/_emulator/state").json()["latency"] == 0.01

@@ -10,7 +10,14 @@ import pytest
 from allowlist_sync.cli import build_parser, main
 from allowlist_sync.emulator import DEFAULT_TOKEN, Fault, SeedError, build_seed
 from allowlist_sync.emulator.account import ALLOW, DENY
-from allowlist_sync.emulator.seed import RuleSeed, Seed, parse_account, parse_delay, parse_rule
+from allowlist_sync.emulator.seed import (
+    RuleSeed,
+    Seed,
+    parse_account,
+    parse_delay,
+    parse_fault,
+    parse_rule,
+)
 from allowlist_sync.errors import ExitCode
 
 A, B = 4242, 5151
@@ -80,6 +87,15 @@ def test_the_same_account_twice_is_refused() -> None:
 
 
 # ------------------------------------------------------------------------------ scoped seeds
+
+
+def test_account_in_a_fault_spec_is_for_the_command_line_only() -> None:
+    """parse_fault (one Fault, no account) refuses `account=`; build_seed takes it."""
+    with pytest.raises(SeedError, match="account= is only for the command line's --fault"):
+        parse_fault(f"account={B},status=500")
+    assert build_seed(accounts=TWO, faults=[f"account={B}"]).account_faults == (
+        (B, Fault(action="status")),
+    )
 
 
 def test_a_rule_spec_may_name_its_account() -> None:
