@@ -128,7 +128,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="0: any free port (default: ALLOWLIST_SYNC_EMULATOR_PORT, else 8000)",
     )
-    emulator.add_argument("--account-id", type=_positive_int, default=None)
+    emulator.add_argument(
+        "--account-id",
+        metavar="ID[:TOKEN]",
+        action="append",
+        default=[],
+        help="serve this account (repeatable; default 1); the first is the one exported and "
+        "the control API's default; ':TOKEN' gives it its own token",
+    )
     emulator.add_argument(
         "--page-size",
         type=_positive_int,
@@ -144,20 +151,33 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--rule",
-        metavar="NAME=CIDR[,CIDR...]",
+        metavar="[ID:]NAME=CIDR[,CIDR...]",
         action="append",
         default=[],
-        help="an allow rule somebody else keeps (repeatable)",
+        help="an allow rule somebody else keeps, in every account or in account ID (repeatable)",
     )
     emulator.add_argument(
         "--deny-rule",
-        metavar="NAME=CIDR[,CIDR...]",
+        metavar="[ID:]NAME=CIDR[,CIDR...]",
         action="append",
         default=[],
         help="a deny rule (repeatable)",
     )
     emulator.add_argument(
-        "--enforce", action="store_true", help="start with IP restrictions enforced"
+        "--enforce", action="store_true", help="start with IP restrictions enforced everywhere"
+    )
+    emulator.add_argument(
+        "--enforce-account",
+        metavar="ID",
+        action="append",
+        default=[],
+        help="start with IP restrictions enforced in account ID only (repeatable)",
+    )
+    emulator.add_argument(
+        "--delay",
+        metavar="SECONDS",
+        default=None,
+        help="answer every /api/ request after SECONDS, like a WAN round trip (default 0)",
     )
     emulator.add_argument(
         "--caller-ip",
@@ -170,8 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SPEC",
         action="append",
         default=[],
-        help="inject a fault (repeatable), e.g. status=429,method=PUT,times=2; keys: action, "
-        "status, method, path, times, retry_after, seconds",
+        help="inject a fault (repeatable), e.g. status=429,method=PUT,times=2; keys: account, "
+        "action, status, method, path, times, retry_after, seconds",
     )
     emulator.add_argument(
         "--strict",
@@ -377,13 +397,7 @@ def _run_sync(args: argparse.Namespace) -> int:
 
 
 def _emulator(args: argparse.Namespace) -> int:
-    from allowlist_sync.emulator import (
-        DEFAULT_ACCOUNT_ID,
-        DEFAULT_TOKEN,
-        SeedError,
-        build_seed,
-        serve_forever,
-    )
+    from allowlist_sync.emulator import DEFAULT_TOKEN, SeedError, build_seed, serve_forever
 
     try:
         seed = build_seed(
@@ -394,6 +408,9 @@ def _emulator(args: argparse.Namespace) -> int:
             caller_ip=args.caller_ip,
             strict=args.strict,
             preset=args.preset,
+            accounts=args.account_id,
+            enforce_accounts=args.enforce_account,
+            delay=args.delay,
         )
         port = args.port if args.port is not None else _emulator_port()
         token = _emulator_token() or DEFAULT_TOKEN
@@ -402,12 +419,7 @@ def _emulator(args: argparse.Namespace) -> int:
         print(f"allowlist-sync emulator: error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     return serve_forever(
-        host=args.host,
-        port=port,
-        account_id=args.account_id or DEFAULT_ACCOUNT_ID,
-        token=token,
-        max_page_size=args.page_size,
-        seed=seed,
+        host=args.host, port=port, token=token, max_page_size=args.page_size, seed=seed
     )
 
 

@@ -3,13 +3,18 @@
 `answer` takes one parsed request (lock held by the store) and returns the response plus, for
 a successful rule write, what it changed. The documented paths (trailing slashes exactly as
 the real API has them) are routed here; rule writes are delegated to `writes.py`.
+
+Several accounts may be served, each with its own token: a request is authenticated against
+the account its path names. A path naming an account not served still needs a token some
+served account takes (else 401), passes that account's IP gate, and is then 404, as the real
+platform answers a token used for another account.
 """
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from allowlist_sync.emulator.account import DELETED, RULE_SET_ID, Account, StoredRule, now
@@ -29,6 +34,7 @@ DEFAULT_TOKEN = "dbtc_emulator_token"  # noqa: S105 - a public, documented demo 
 DEFAULT_MAX_PAGE_SIZE = 100
 
 _ACCOUNT = r"^/api/v3/accounts/(?P<account>[^/]+)"
+_NAMED_ACCOUNT = re.compile(_ACCOUNT + r"(?:/|$)")
 _RULES = re.compile(_ACCOUNT + r"/ip-restrictions/$")
 _RULE = re.compile(_ACCOUNT + r"/ip-restrictions/(?P<rule>[^/]+)$")
 _RULE_SET = re.compile(_ACCOUNT + r"/ip-restrictions-set/$")
@@ -51,8 +57,14 @@ class ApiOptions:
     strict: bool = False
 
 
+def path_account(path: str) -> int | None:
+    """The account id an /api/ path names, or None when it names none (or not a number)."""
+    match = _NAMED_ACCOUNT.match(path)
+    return int_id(match["account"]) if match is not None else None
+
+
 def answer(
-    account: Account,
+    accounts: Sequence[tuple[Account, str]],
     options: ApiOptions,
     method: str,
     path: str,
@@ -61,24 +73,36 @@ def answer(
     body: bytes | None,
     caller_ip: str,
 ) -> tuple[Response, WriteEffect | None]:
-    """Answer one request to a non-control path; header names lower-cased."""
+    """Answer one request to a non-control path; `accounts` are (account, token), first the
+    default; header names lower-cased."""
     if not path.startswith("/api/"):
         return not_found(f"No route for {path}"), None
-    denied = authenticate(headers, options.token)
+    named = path_account(path)
+    account = next((a for a, _ in accounts if a.account_id == named), None)
+    if account is not None:
+        token = next(t for a, t in accounts if a is account)
+        denied = authenticate(headers, token)
+        gate = account
+    else:
+        # Not a served account: the token must still be one the platform knows, and its own
+        # account's IP restrictions apply before the 404.
+        owner = next((a for a, t in accounts if authenticate(headers, t) is None), None)
+        denied = authenticate(headers, accounts[0][1]) if owner is None else None
+        gate = owner if owner is not None else accounts[0][0]
     if denied is not None:
         return denied, None
-    if account.enabled and not account.is_allowed(caller_ip):
+    if gate.enabled and not gate.is_allowed(caller_ip):
         return error_response(
             403,
             "Forbidden: Access denied",
-            f"IP restrictions are enforced for account {account.account_id} and the caller's "
+            f"IP restrictions are enforced for account {gate.account_id} and the caller's "
             "IP is not allowed",
             data={"account_access_denied": True, "is_service_token": True},
         ), None
     match = next((m for m in (p.match(path) for p in _ROUTES) if m is not None), None)
     if match is None:
         return not_found(f"No route for {path}"), None
-    if int_id(match["account"]) != account.account_id:
+    if account is None:
         return not_found(f"Account {match['account']} not found"), None
     try:
         return _route(account, options, match, method, query, body, caller_ip)

@@ -1,50 +1,62 @@
-"""Seeding the emulator from the command line: rule, fault and caller specs, and presets.
+"""Seeding the emulator from the command line: the accounts, what each holds, and presets.
 
-`allowlist-sync emulator` can start as the account a person wants to rehearse against instead
-of an empty one. Each flag's text is parsed here into plain values (`RuleSeed`, `Fault`), checked
-as the platform would check them, and gathered into one `Seed`; `Seed.make_store` builds the
-store that `/_emulator/reset` then returns to. Every bad spec is a `SeedError` with a one-line
-message naming the flag and the problem, which the CLI prints as a usage error (exit 64).
+`allowlist-sync emulator` can start as the accounts a person wants to rehearse against instead
+of one empty account. Each flag's text is parsed by `specs.py` into plain values (`RuleSeed`,
+`Fault`, account ids and tokens), checked as the platform would check them, and gathered here
+into one `Seed`; `Seed.make_store` builds the store that `/_emulator/reset` then returns to.
+Every bad spec is a `SeedError` with a one-line message naming the flag and the problem, which
+the CLI prints as a usage error (exit 64).
 
-Spec formats (docs/emulator.md shows examples):
-
-    --rule / --deny-rule   NAME=CIDR[,CIDR...]      the CIDRs follow the last '='
-    --fault                KEY=VALUE[,KEY=VALUE...] keys: action, status, method, path, times,
-                                                    retry_after, seconds; action defaults to
-                                                    `status` (503 unless status= says otherwise)
-    --caller-ip            one IPv4 or IPv6 address
+Rules, deny rules and faults go to every account served unless their spec names one
+(`5151:NAME=CIDR`, `account=5151,...`); `--enforce` turns enforcement on everywhere,
+`--enforce-account ID` in one account; the caller IP and the latency are the emulator's.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
-import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from typing import TypeVar
 
-from allowlist_sync.emulator.account import ALLOW, DENY, Network, mapped_network
-from allowlist_sync.emulator.faults import ACTIONS, Fault
+from allowlist_sync.emulator.account import ALLOW, DEFAULT_ACCOUNT_ID, DENY, Network, mapped_network
+from allowlist_sync.emulator.api import DEFAULT_MAX_PAGE_SIZE, DEFAULT_TOKEN
+from allowlist_sync.emulator.faults import Fault
+from allowlist_sync.emulator.specs import (
+    RuleSeed,
+    SeedError,
+    parse_account,
+    parse_account_fault,
+    parse_account_id,
+    parse_caller_ip,
+    parse_delay,
+    parse_fault,
+    parse_rule,
+)
 from allowlist_sync.emulator.store import EmulatorStore
 
+# The spec parsers are part of this module's surface (tests and the CLI import them from here).
+__all__ = [
+    "HAND_MADE_PARTNER",
+    "HAND_MADE_RULE",
+    "HAND_MADE_STALE",
+    "JUST_ENABLED_CALLER",
+    "PRESETS",
+    "RuleSeed",
+    "Seed",
+    "SeedError",
+    "build_seed",
+    "parse_account",
+    "parse_caller_ip",
+    "parse_delay",
+    "parse_fault",
+    "parse_rule",
+]
+
 _T = TypeVar("_T")
-
-
-class SeedError(ValueError):
-    """A command-line seed spec that cannot be used; the message is one line."""
-
-
-@dataclass(frozen=True)
-class RuleSeed:
-    """One rule to create before serving: name, type (1 allow, 2 deny), CIDRs as written."""
-
-    name: str
-    type: int
-    cidrs: tuple[str, ...]
-    description: str = ""
 
 
 #: The `hand-made` preset: the rule a dbt admin keeps by hand, a little out of date.
@@ -66,56 +78,89 @@ _PRESET_DESCRIPTION = "the office network (preset just-enabled): keeps this job'
 
 @dataclass(frozen=True)
 class Seed:
-    """What the emulator holds when it starts, and again after `/_emulator/reset`."""
+    """What the emulator holds when it starts, and again after `/_emulator/reset`.
+
+    `accounts` are (id, own token or None) pairs, the default first; none: the one account
+    `make_store` is given. Rules with an `account` and `account_faults` go to that account
+    only; the rest to every account (its own faults after those for every account).
+    """
 
     rules: tuple[RuleSeed, ...] = ()
     faults: tuple[Fault, ...] = ()
     enforce: bool = False
     caller_ip: str | None = None
     strict: bool = False
+    accounts: tuple[tuple[int, str | None], ...] = ()
+    account_faults: tuple[tuple[int, Fault], ...] = ()
+    enforced: tuple[int, ...] = ()  # accounts enforcing even when `enforce` is False
+    latency: float = 0.0
 
-    def make_store(self, account_id: int, token: str, *, max_page_size: int) -> EmulatorStore:
-        """A store holding this seed, with the seed kept as the state `reset` returns to."""
+    def make_store(
+        self,
+        account_id: int | None = None,
+        token: str = DEFAULT_TOKEN,
+        *,
+        max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
+    ) -> EmulatorStore:
+        """A store holding this seed, with the seed kept as the state `reset` returns to.
+
+        `account_id` is the one account served when the seed lists none; the seed's own
+        `accounts`, when it has them, are what is served.
+        """
         store = EmulatorStore(
-            account_id,
+            None if self.accounts else account_id,
             token,
+            accounts=dict(self.accounts) or None,
             max_page_size=max_page_size,
             enforce=self.enforce,
             caller_ip=self.caller_ip,
             strict=self.strict,
+            latency=self.latency,
         )
-        for rule in self.rules:
-            store.seed_rule(rule.name, rule.type, rule.cidrs, rule.description)
-        for fault in self.faults:
-            store.add_fault(fault)
+        for ident in store.accounts:
+            account = store.account(ident)
+            if ident in self.enforced:
+                account.set_enforcement(True)
+            for rule in self._rules_of(ident):
+                account.seed_rule(rule.name, rule.type, rule.cidrs, rule.description)
+            for fault in self._faults_of(ident):
+                account.add_fault(fault)
         store.keep_as_initial()
         return store
 
-    def summary(self) -> str:
-        """One line for the start-up banner: what the account holds."""
+    def _rules_of(self, account: int | None) -> list[RuleSeed]:
+        return [r for r in self.rules if r.account in (None, account)]
+
+    def _faults_of(self, account: int | None) -> list[Fault]:
+        return [*self.faults, *(f for a, f in self.account_faults if a == account)]
+
+    def summary(self, account: int | None = None) -> str:
+        """One line for the start-up banner: what `account` holds (None: the one served)."""
         rules = ", ".join(
             f"{'allow' if r.type == ALLOW else 'deny'} rule {r.name!r} ({_count(r.cidrs, 'CIDR')})"
-            for r in self.rules
+            for r in self._rules_of(account)
         )
+        enforce = self.enforce or account in self.enforced
         parts = [
             rules or "no rules",
-            f"enforcement {'on' if self.enforce else 'off'}",
+            f"enforcement {'on' if enforce else 'off'}",
             f"caller {self.caller_ip}" if self.caller_ip else "caller: the socket peer",
         ]
-        if self.faults:
-            parts.append(_count(self.faults, "fault"))
+        faults = self._faults_of(account)
+        if faults:
+            parts.append(_count(faults, "fault"))
         if self.strict:
             parts.append("strict")
         return "; ".join(parts)
 
-    def lockout_warning(self) -> str | None:
+    def lockout_warning(self, account: int | None = None) -> str | None:
         """A warning when enforcement is on and the caller is let in by no rule; else None."""
-        if not self.enforce:
+        if not (self.enforce or account in self.enforced):
             return None
         caller = self.caller_ip or "127.0.0.1"
         addr = mapped_network(caller)
         allowed = False
-        for rule in self.rules:
+        for rule in self._rules_of(account):
             if addr is None or not any(addr.subnet_of(_network(c)) for c in rule.cidrs):
                 continue
             if rule.type == DENY:
@@ -139,161 +184,6 @@ def _network(cidr: str) -> Network:
     if net is None:  # pragma: no cover - parse_rule admitted only networks
         raise SeedError(f"{cidr!r} is not an IP address or network")
     return net
-
-
-def _has_control(text: str) -> bool:
-    return any(ord(ch) < 32 or ord(ch) == 127 for ch in text)
-
-
-# ------------------------------------------------------------------------------ rules
-
-
-def parse_rule(spec: str, rule_type: int) -> RuleSeed:
-    """`NAME=CIDR[,CIDR...]` as a rule of `rule_type`; SeedError says what is wrong."""
-    name, sep, cidr_text = spec.rpartition("=")
-    if not sep:
-        raise SeedError("expected NAME=CIDR[,CIDR...]")
-    if not name.strip():
-        raise SeedError("the rule name is empty")
-    if _has_control(name):
-        raise SeedError("the rule name holds a control character")
-    if not cidr_text.strip():
-        raise SeedError("no CIDR after '='")
-    cidrs: list[str] = []
-    seen: set[Network] = set()
-    for item in cidr_text.split(","):
-        cidr = item.strip()
-        if not cidr:
-            raise SeedError("an empty CIDR in the list (two commas, or one at the end)")
-        net = mapped_network(cidr)
-        if net is None:
-            raise SeedError(f"{cidr!r} is not an IP address or network")
-        if net in seen:  # the platform would answer "already exists" for the second one
-            raise SeedError(f"{cidr!r} is listed twice")
-        seen.add(net)
-        cidrs.append(cidr)
-    return RuleSeed(name, rule_type, tuple(cidrs))
-
-
-# ------------------------------------------------------------------------------ faults
-
-_FAULT_KEYS = {
-    "action": "action",
-    "status": "status",
-    "method": "method",
-    "path": "path_regex",
-    "path_regex": "path_regex",
-    "times": "times",
-    "retry_after": "retry_after",
-    "seconds": "seconds",
-}
-_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS")
-_DELAYS = frozenset({"delay_before", "delay_after"})
-_MAX_TIMES = 1_000_000
-_MAX_SECONDS = 3600.0
-_RETRY_AFTER = re.compile(r"[\x20-\x7e]{1,64}")
-
-
-def parse_fault(spec: str) -> Fault:
-    """`KEY=VALUE[,KEY=VALUE...]` as a `Fault`; SeedError says what is wrong."""
-    fields = _fault_fields(spec)
-    action = fields.pop("action", "status").lower()
-    if action not in ACTIONS:
-        raise SeedError(f"unknown action {action!r}; expected one of {', '.join(sorted(ACTIONS))}")
-    if action != "status":
-        for key in ("status", "retry_after"):
-            if key in fields:
-                raise SeedError(f"{key} only applies to action=status")
-    if action in _DELAYS and "seconds" not in fields:
-        raise SeedError(f"{action} needs seconds=N")
-    if action not in _DELAYS and "seconds" in fields:
-        raise SeedError("seconds only applies to delay_before and delay_after")
-    fault = Fault(action=action)
-    for key, value in fields.items():
-        _FAULT_VALUES[key](fault, value)
-    return fault
-
-
-def _fault_fields(spec: str) -> dict[str, str]:
-    if not spec.strip():
-        raise SeedError("the fault spec is empty; e.g. status=429,method=PUT,times=2")
-    fields: dict[str, str] = {}
-    for item in spec.split(","):
-        key, sep, value = item.partition("=")
-        key = key.strip().lower()
-        if not sep:
-            raise SeedError(f"expected KEY=VALUE, got {item.strip()!r}")
-        field = _FAULT_KEYS.get(key)
-        if field is None:
-            known = ", ".join(sorted(_FAULT_KEYS))
-            raise SeedError(f"unknown key {key!r}; expected one of {known}")
-        if field in fields:
-            raise SeedError(f"{key!r} given twice")
-        fields[field] = value.strip()
-    return fields
-
-
-def _set_status(fault: Fault, value: str) -> None:
-    if not re.fullmatch(r"[45][0-9]{2}", value):
-        raise SeedError(f"status must be an HTTP error status (400-599), not {value!r}")
-    fault.status = int(value)
-
-
-def _set_method(fault: Fault, value: str) -> None:
-    if value.upper() not in _METHODS:
-        raise SeedError(f"method must be one of {', '.join(_METHODS)}, not {value!r}")
-    fault.method = value.upper()
-
-
-def _set_path(fault: Fault, value: str) -> None:
-    if not value:
-        raise SeedError("path must be a non-empty regular expression")
-    try:
-        re.compile(value)
-    except re.error as exc:
-        raise SeedError(f"path does not compile as a regular expression: {exc}") from None
-    fault.path_regex = value
-
-
-def _set_times(fault: Fault, value: str) -> None:
-    if not re.fullmatch(r"[0-9]{1,7}", value) or not 1 <= int(value) <= _MAX_TIMES:
-        raise SeedError(f"times must be a whole number from 1 to {_MAX_TIMES}, not {value!r}")
-    fault.times = int(value)
-
-
-def _set_retry_after(fault: Fault, value: str) -> None:
-    if not _RETRY_AFTER.fullmatch(value):
-        raise SeedError("retry_after must be 1-64 printable ASCII characters (seconds or a date)")
-    fault.retry_after = value
-
-
-def _set_seconds(fault: Fault, value: str) -> None:
-    seconds = float(value) if re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,6})?", value) else math.nan
-    if not 0.001 <= seconds <= _MAX_SECONDS:
-        raise SeedError(f"seconds must be a number from 0.001 to {_MAX_SECONDS:g}, not {value!r}")
-    fault.seconds = seconds
-
-
-_FAULT_VALUES: dict[str, Callable[[Fault, str], None]] = {
-    "status": _set_status,
-    "method": _set_method,
-    "path_regex": _set_path,
-    "times": _set_times,
-    "retry_after": _set_retry_after,
-    "seconds": _set_seconds,
-}
-
-
-# ------------------------------------------------------------------------------ caller, presets
-
-
-def parse_caller_ip(text: str) -> str:
-    """One IPv4 or IPv6 address, returned as written; SeedError otherwise."""
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        raise SeedError("not an IP address (one IPv4 or IPv6 address, no prefix length)") from None
-    return text
 
 
 def _office_network(caller: str) -> str:
@@ -332,11 +222,18 @@ def build_seed(
     caller_ip: str | None = None,
     strict: bool = False,
     preset: str | None = None,
+    accounts: Iterable[str] = (),
+    enforce_accounts: Iterable[str] = (),
+    delay: str | None = None,
 ) -> Seed:
     """The seed the command line asks for; SeedError names the flag and spec at fault.
 
-    A preset comes first (its rules before the ones given), and the flags add to it.
+    A preset comes first (its rules before the ones given), and the flags add to it. `accounts`
+    are `--account-id` specs (none: the one default account); a spec naming an account not
+    among them is refused.
     """
+    served = _accounts(accounts)
+    ids = [a for a, _ in served] or [DEFAULT_ACCOUNT_ID]
     caller = _flag("--caller-ip", caller_ip, parse_caller_ip) if caller_ip is not None else None
     seeded: list[RuleSeed] = []
     if preset is not None:
@@ -347,23 +244,64 @@ def build_seed(
         seeded.append(RuleSeed("Office", ALLOW, (_office_network(caller),), _PRESET_DESCRIPTION))
         if preset == "hand-made":
             seeded.append(_hand_made_rule())
-    seeded += [_flag("--rule", spec, lambda s: parse_rule(s, ALLOW)) for spec in rules]
-    seeded += [_flag("--deny-rule", spec, lambda s: parse_rule(s, DENY)) for spec in deny_rules]
-    _check_allow_deny(seeded)
+    for flag, specs, rule_type in (("--rule", rules, ALLOW), ("--deny-rule", deny_rules, DENY)):
+        for spec in specs:
+            rule = _flag(flag, spec, partial(parse_rule, rule_type=rule_type))
+            _served_by(flag, spec, rule.account, ids)
+            seeded.append(rule)
+    for account in {r.account for r in seeded} - {None} or {None}:
+        _check_allow_deny([r for r in seeded if r.account in (None, account)])
+    every: list[Fault] = []
+    scoped: list[tuple[int, Fault]] = []
+    for spec in faults:
+        account, fault = _flag("--fault", spec, parse_account_fault)
+        _served_by("--fault", spec, account, ids)
+        if account is None:
+            every.append(fault)
+        else:
+            scoped.append((account, fault))
+    enforced = [_flag("--enforce-account", a, parse_account_id) for a in enforce_accounts]
+    for account in enforced:
+        _served_by("--enforce-account", str(account), account, ids)
     return Seed(
         rules=tuple(seeded),
-        faults=tuple(_flag("--fault", spec, parse_fault) for spec in faults),
+        faults=tuple(every),
         enforce=enforce,
         caller_ip=caller,
         strict=strict,
+        accounts=tuple(served),
+        account_faults=tuple(scoped),
+        enforced=tuple(dict.fromkeys(enforced)),
+        latency=_flag("--delay", delay, parse_delay) if delay is not None else 0.0,
     )
 
 
-def _flag(flag: str, spec: str, parse: Callable[[str], _T]) -> _T:
+def _accounts(specs: Iterable[str]) -> list[tuple[int, str | None]]:
+    """`--account-id` specs as (id, token) pairs; a repeated id is refused."""
+    served: list[tuple[int, str | None]] = []
+    for spec in specs:
+        # The id only: a token given after the colon is never echoed in a message.
+        shown = spec.partition(":")[0] + (":..." if ":" in spec else "")
+        account, token = _flag("--account-id", spec, parse_account, shown=shown)
+        if any(a == account for a, _ in served):
+            raise SeedError(f"--account-id {account}: the account is given twice")
+        served.append((account, token))
+    return served
+
+
+def _served_by(flag: str, spec: str, account: int | None, ids: Sequence[int]) -> None:
+    if account is not None and account not in ids:
+        listed = ", ".join(str(a) for a in ids)
+        raise SeedError(
+            f"{flag} {spec!r}: account {account} is not served (--account-id: {listed})"
+        )
+
+
+def _flag(flag: str, spec: str, parse: Callable[[str], _T], *, shown: str | None = None) -> _T:
     try:
         return parse(spec)
     except SeedError as exc:
-        raise SeedError(f"{flag} {spec!r}: {exc}") from None
+        raise SeedError(f"{flag} {spec if shown is None else shown!r}: {exc}") from None
 
 
 def _check_allow_deny(rules: Sequence[RuleSeed]) -> None:

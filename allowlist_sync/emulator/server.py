@@ -9,6 +9,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from types import TracebackType
@@ -224,11 +225,15 @@ class EmulatorServer:
         quiet: bool = False,
         log: TextIO | None = None,
         strict: bool | None = None,
+        latency: float | None = None,
     ) -> None:
-        """Serve `store` (a fresh default one if None); `strict`, when given, sets its mode."""
+        """Serve `store` (a fresh default one if None); `strict` and `latency` (seconds every
+        /api/ request waits), when given, set its mode and delay."""
         self.store = store if store is not None else EmulatorStore()
         if strict is not None:
             self.store.strict = strict
+        if latency is not None:
+            self.store.latency = latency
         self._host = host
         self._port = port
         self._quiet = quiet
@@ -329,10 +334,11 @@ def serve_forever(
 ) -> int:
     """Run the emulator holding `seed` until SIGINT/SIGTERM (or `stop` is set).
 
-    The banner on `out` is shell a person can paste into another terminal: the three exports,
-    then (as comments and one command) the bundled snapshot's path and a dry run reading it.
-    What the account holds goes to stderr. Returns the exit code: 0 after a clean stop, 1 when
-    the address cannot be bound (one line on stderr, no traceback: a port in use is a user's
+    The banner on `out` is shell a person can paste into another terminal: the three exports
+    (of the first account), a comment naming every account when there are several, then (as
+    comments and one command) the bundled snapshot's path and a dry run reading it. What each
+    account holds goes to stderr. Returns the exit code: 0 after a clean stop, 1 when the
+    address cannot be bound (one line on stderr, no traceback: a port in use is a user's
     everyday mistake).
     """
     # Resolved at call time (not as a default) so a redirected sys.stdout is honoured.
@@ -353,9 +359,9 @@ def serve_forever(
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda _signum, _frame: stop_event.set())
     try:
-        _print_banner(out, server.url, account_id, token)
+        _print_banner(out, server.url, token, seed.accounts or ((store.account_id, None),))
         if not quiet:
-            _print_status(server.url, account_id, seed)
+            _print_status(server.url, store.accounts, seed)
         # A timed wait keeps the main thread responsive to signals on every platform.
         while not stop_event.wait(0.2):
             pass
@@ -368,10 +374,20 @@ def serve_forever(
     return 0
 
 
-def _print_banner(out: TextIO, url: str, account_id: int, token: str) -> None:
+def _print_banner(
+    out: TextIO, url: str, token: str, accounts: Sequence[tuple[int, str | None]]
+) -> None:
+    first, own = accounts[0]
     print(f"export DBT_CLOUD_HOST_URL={url}", file=out)
-    print(f"export DBT_CLOUD_ACCOUNT_ID={account_id}", file=out)
-    print(f"export DBT_CLOUD_TOKEN={shlex.quote(token)}", file=out)
+    print(f"export DBT_CLOUD_ACCOUNT_ID={first}", file=out)
+    print(f"export DBT_CLOUD_TOKEN={shlex.quote(own or token)}", file=out)
+    if len(accounts) > 1:
+        # Own tokens are not repeated: the person who typed them has them.
+        served = ", ".join(
+            f"{ident}{' (its own token)' if ident_token else ''}"
+            for ident, ident_token in accounts[1:]
+        )
+        print(f"# also served, same host: accounts {served}", file=out)
     snapshot = bundled_snapshot()
     if snapshot is not None:
         print(f"# the bundled service-tags snapshot (no internet needed): {snapshot}", file=out)
@@ -379,13 +395,16 @@ def _print_banner(out: TextIO, url: str, account_id: int, token: str) -> None:
     out.flush()
 
 
-def _print_status(url: str, account_id: int, seed: Seed) -> None:
-    lines = [
-        f"emulator: listening on {url} (state: {url}/_emulator/state); Ctrl-C to stop",
-        f"emulator: account {account_id}: {seed.summary()}",
-    ]
-    warning = seed.lockout_warning()
-    if warning is not None:
-        lines.append(f"emulator: warning: {warning}")
+def _print_status(url: str, accounts: Sequence[int], seed: Seed) -> None:
+    lines = [f"emulator: listening on {url} (state: {url}/_emulator/state); Ctrl-C to stop"]
+    several = len(accounts) > 1
+    for account in accounts:
+        lines.append(f"emulator: account {account}: {seed.summary(account)}")
+        warning = seed.lockout_warning(account)
+        if warning is not None:
+            where = f"account {account}: " if several else ""
+            lines.append(f"emulator: warning: {where}{warning}")
+    if seed.latency:
+        lines.append(f"emulator: every /api/ request waits {seed.latency:g} s (--delay)")
     lines.append("emulator: paste the lines printed above into another terminal to try it")
     print("\n".join(lines), file=sys.stderr, flush=True)

@@ -1,108 +1,94 @@
-"""`EmulatorStore`: the emulated account behind one lock, with faults, a request log and a
-Python API for tests.
+"""`EmulatorStore`: the emulated accounts behind one lock, with faults, a request log, latency
+and a Python API for tests.
 
-`handle` answers one already-parsed request: control paths go to `control.py`; for `/api/`
-paths it takes a matching fault, lets `api.py` answer (lock held), logs the request and applies
-what the fault asks (drop, delay, store something other than was sent). The HTTP server in
-`server.py` only moves bytes. Sleeps injected by faults happen outside the lock, so a delayed
-request never stalls the others.
+`handle` answers one already-parsed request: control paths go to `control.py`; an `/api/`
+request first waits out the latency, then takes a matching fault of the account its path names
+(the first account's when it names none served), lets `api.py` answer (lock held), logs the
+request and applies what the fault asks (drop, delay, store something other than was sent).
+The HTTP server in `server.py` only moves bytes. Latency and fault delays are waited out
+outside the lock, so a delayed request never stalls the others.
 """
 
 from __future__ import annotations
 
-import copy
 import http
 import ipaddress
-import json
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from allowlist_sync.emulator.account import (
-    ALLOW,
-    DEFAULT_ACCOUNT_ID,
-    DENY,
-    RULE_SET_ID,
-    Account,
-    mapped_network,
+from allowlist_sync.emulator.account import ALLOW, DEFAULT_ACCOUNT_ID, RULE_SET_ID
+from allowlist_sync.emulator.api import (
+    DEFAULT_MAX_PAGE_SIZE,
+    DEFAULT_TOKEN,
+    ApiOptions,
+    answer,
+    path_account,
 )
-from allowlist_sync.emulator.api import DEFAULT_MAX_PAGE_SIZE, DEFAULT_TOKEN, ApiOptions, answer
 from allowlist_sync.emulator.control import CONTROL_PREFIX, answer_control
 from allowlist_sync.emulator.envelope import Response, error_response
 from allowlist_sync.emulator.faults import STORE_OTHER, Fault, take_fault
+from allowlist_sync.emulator.latency import Latency
+from allowlist_sync.emulator.record import RequestLog, RequestRecord, record_body
+from allowlist_sync.emulator.served import (
+    AccountsSpec,
+    AccountView,
+    ServedAccount,
+    UnknownAccountError,
+    served_accounts,
+)
 
-WRITE_METHODS = frozenset({"POST", "PUT", "DELETE"})
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    """One request seen on a non-control path; never holds headers, so never the token."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    status: int | None  # None when the connection was dropped before processing
-    body: Any  # parsed JSON for writes (raw text if not JSON), None for reads
-    caller_ip: str
-    fault: str | None  # the injected fault action that applied, if any
-    processed: bool  # False when a fault answered or dropped it before processing
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as JSON-compatible data."""
-        return asdict(self)
-
-
-def _record_body(method: str, body: bytes | None) -> Any:
-    if method not in WRITE_METHODS or not body:
-        return None
-    try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return body.decode("utf-8", errors="replace")
+__all__ = ["EmulatorStore", "RequestRecord"]
 
 
 class EmulatorStore:
-    """The emulated account: rules, CIDRs, enforcement, faults and the request log."""
+    """The emulated accounts: rules, CIDRs, enforcement, faults, the request log, latency.
+
+    One account unless `accounts` lists several (ids, or ids mapped to their own token, None
+    meaning `token`); the first is the default the one-account API (`snapshot()`,
+    `seed_rule()`, `add_fault()`, ...) means, and `account(id)` gives the same API for any.
+    """
 
     def __init__(
         self,
-        account_id: int = DEFAULT_ACCOUNT_ID,
+        account_id: int | None = None,
         token: str = DEFAULT_TOKEN,
         *,
+        accounts: AccountsSpec | None = None,
         max_page_size: int = DEFAULT_MAX_PAGE_SIZE,
         enforce: bool = False,
         caller_ip: str | None = None,
         validate_enveloped: bool = False,
         strict: bool = False,
+        latency: float = 0.0,
     ) -> None:
         if max_page_size < 1:
             raise ValueError("max_page_size must be >= 1")
         if not token:
             raise ValueError("token must not be empty")
-        self.account_id = account_id
+        pairs = served_accounts(account_id, accounts, DEFAULT_ACCOUNT_ID)
+        self._served = {ident: ServedAccount(ident, own, enforce=enforce) for ident, own in pairs}
+        self.account_id = pairs[0][0]
+        self._default = self._served[self.account_id]
         self._options = ApiOptions(token, max_page_size, validate_enveloped, strict)
-        self._account = Account(account_id, enforce=enforce)
         self._initial_caller_ip = self._check_ip(caller_ip)
-        # What reset() seeds again: none unless keep_as_initial() recorded a start-up state.
-        self._initial_rules: list[tuple[str, int, list[str], str]] = []
-        self._initial_faults: list[Fault] = []
         self._lock = threading.RLock()
+        self._log = RequestLog()
         # Set by the server on stop() so sleeping (delayed) requests give up at once.
         self._wake = threading.Event()
+        self._latency = Latency(latency, self._wake)
+        self._views = {
+            ident: AccountView(served, self._lock, self._log)
+            for ident, served in self._served.items()
+        }
         self._init_state()
 
     def _init_state(self) -> None:
-        self._account.reset()
+        for served in self._served.values():
+            served.reset()
         self._caller_ip = self._initial_caller_ip
-        self._faults: list[Fault] = [replace(f) for f in self._initial_faults]
-        self._requests: list[RequestRecord] = []
-        for name, rule_type, cidrs, description in self._initial_rules:
-            rule = self._account.new_rule(name, rule_type, description)
-            for text in cidrs:
-                net = mapped_network(text)
-                if net is not None:  # checked when first seeded
-                    self._account.add_cidr(rule, text, net)
+        self._log.clear()
 
     @staticmethod
     def _check_ip(ip: str | None) -> str | None:
@@ -110,13 +96,27 @@ class EmulatorStore:
             ipaddress.ip_address(ip)  # raises ValueError on garbage
         return ip
 
+    # ----------------------------------------------------------------- accounts
+
+    @property
+    def accounts(self) -> list[int]:
+        """The ids of the accounts served, the default first."""
+        return list(self._served)
+
+    def account(self, account_id: int | None = None) -> AccountView:
+        """The Python API for one account (None: the first); LookupError if not served."""
+        view = self._views.get(self.account_id if account_id is None else account_id)
+        if view is None:
+            raise UnknownAccountError(account_id, self._served)
+        return view
+
     # ----------------------------------------------------------------- Python API for tests
 
     def reset(self) -> None:
-        """Back to the start-up state: the constructor's, or the one `keep_as_initial` kept.
+        """Every account back to its start-up state (the constructor's, or the one
+        `keep_as_initial` kept), with the caller IP; the request log and the flips are emptied.
 
-        The request log and the flips are emptied; the mode (`strict`) and the page size stay
-        as they are.
+        The mode (`strict`), the page size and the latency stay as they are.
         """
         with self._lock:
             self._init_state()
@@ -128,13 +128,8 @@ class EmulatorStore:
         rehearsal can be run again from the same account after `POST /_emulator/reset`.
         """
         with self._lock:
-            account = self._account
-            self._initial_rules = [
-                (r.name, r.type, [c.cidr for c in r.active_cidrs()], r.description)
-                for r in account.active_rules()
-            ]
-            self._initial_faults = [replace(f) for f in self._faults]
-            account.initial_enforce = account.enabled
+            for served in self._served.values():
+                served.keep_as_initial()
             self._initial_caller_ip = self._caller_ip
 
     @property
@@ -173,15 +168,32 @@ class EmulatorStore:
             self._options.strict = bool(strict)
 
     @property
+    def latency(self) -> float:
+        """Seconds every /api/ request waits before it is processed (a round trip away)."""
+        return self._latency.seconds
+
+    @latency.setter
+    def latency(self, seconds: float) -> None:
+        self._latency.seconds = seconds
+
+    @property
+    def in_flight(self) -> int:
+        """/api/ requests received and not yet answered."""
+        return self._latency.in_flight
+
+    @property
+    def peak_in_flight(self) -> int:
+        """The most /api/ requests in flight at once since the store was made."""
+        return self._latency.peak
+
+    @property
     def rule_set_enabled(self) -> bool:
-        """Whether IP restrictions are enforced for the account."""
-        with self._lock:
-            return self._account.enabled
+        """Whether IP restrictions are enforced for the first account."""
+        return self.account().rule_set_enabled
 
     def set_enforcement(self, enabled: bool) -> None:
-        """Turn enforcement on or off directly (not counted as a flip)."""
-        with self._lock:
-            self._account.set_enabled(enabled, by_request=False)
+        """Turn the first account's enforcement on or off directly (not counted as a flip)."""
+        self.account().set_enforcement(enabled)
 
     @property
     def caller_ip(self) -> str | None:
@@ -197,93 +209,80 @@ class EmulatorStore:
 
     @property
     def enforcement_flips(self) -> int:
-        """How many API requests changed the account-wide enforcement value."""
-        with self._lock:
-            return self._account.flips
+        """How many API requests changed the first account's enforcement value."""
+        return self.account().enforcement_flips
 
     @property
     def requests(self) -> list[RequestRecord]:
-        """The request log (non-control requests, in arrival order)."""
+        """The request log (non-control requests of every account, in arrival order)."""
         with self._lock:
-            return list(self._requests)
+            return self._log.records()
 
-    def write_count(self) -> int:
-        """POST/PUT/DELETE requests on /api paths that were processed (not stopped by a fault)."""
+    def write_count(self, account_id: int | None = None) -> int:
+        """POST/PUT/DELETE requests on /api paths that were processed (not stopped by a fault),
+        of every account, or of `account_id`."""
+        if account_id is not None:
+            return self.account(account_id).write_count()
         with self._lock:
-            return sum(
-                1
-                for r in self._requests
-                if r.processed and r.method in WRITE_METHODS and r.path.startswith("/api/")
-            )
+            return self._log.write_count()
 
     @property
     def faults(self) -> list[Fault]:
-        """Pending faults (copies)."""
-        with self._lock:
-            return [replace(f) for f in self._faults]
+        """The first account's pending faults (copies)."""
+        return self.account().faults
 
     def add_fault(self, fault: Fault) -> None:
-        """Queue a fault; faults are tried in the order added."""
-        with self._lock:
-            self._faults.append(replace(fault))
+        """Queue a fault for the first account; faults are tried in the order added."""
+        self.account().add_fault(fault)
 
     def clear_faults(self) -> None:
-        """Drop every pending fault."""
-        with self._lock:
-            self._faults.clear()
+        """Drop every pending fault of the first account."""
+        self.account().clear_faults()
 
     def seed_rule(
         self, name: str, type: int = ALLOW, cidrs: Iterable[str] = (), description: str = ""
     ) -> int:
-        """Create a rule directly (no conflict checks, no log); returns its id."""
-        if type not in (ALLOW, DENY):
-            raise ValueError("type must be 1 (allow) or 2 (deny)")
-        networks = []
-        for text in cidrs:
-            net = mapped_network(text)
-            if net is None:
-                raise ValueError(f"not an IP address or network: {text!r}")
-            networks.append((text, net))
-        with self._lock:
-            rule = self._account.new_rule(name, type, description)
-            for text, net in networks:
-                self._account.add_cidr(rule, text, net)
-            return rule.id
+        """Create a rule in the first account directly (no conflict checks, no log); its id."""
+        return self.account().seed_rule(name, type, cidrs, description)
 
-    def snapshot(self) -> list[dict[str, Any]]:
-        """Active rules as the API renders them, ordered by id (deep copies)."""
-        with self._lock:
-            account = self._account
-            return copy.deepcopy([account.rule_json(r) for r in account.active_rules()])
+    def snapshot(self, account_id: int | None = None) -> list[dict[str, Any]]:
+        """An account's active rules as the API renders them, by id (deep copies); None: the
+        first account."""
+        return self.account(account_id).snapshot()
 
-    def state(self) -> dict[str, Any]:
-        """Everything a test may want to look at, as JSON-compatible data."""
+    def state(self, account_id: int | None = None) -> dict[str, Any]:
+        """Everything a test may want to look at about an account (None: the first) and the
+        emulator, as JSON-compatible data."""
+        view = self.account(account_id)
+        served = self._served[view.account_id]
         with self._lock:
             return {
-                "account_id": self.account_id,
+                "account_id": view.account_id,
+                "accounts": self.accounts,
                 "rule_set_id": RULE_SET_ID,
-                "rule_set_enabled": self._account.enabled,
-                "enforcement_flips": self._account.flips,
+                "rule_set_enabled": served.account.enabled,
+                "enforcement_flips": served.account.flips,
                 "caller_ip": self._caller_ip,
                 "max_page_size": self._options.max_page_size,
                 "strict": self._options.strict,
-                "write_count": self.write_count(),
-                "rules": self.snapshot(),
-                "faults": [f.to_dict() for f in self._faults],
+                "latency": self._latency.seconds,
+                "write_count": self._log.write_count(view.account_id),
+                "rules": served.snapshot(),
+                "faults": [f.to_dict() for f in served.faults],
             }
 
     def wake_sleepers(self) -> None:
-        """Abort every fault delay in progress (their requests are dropped); for shutdown."""
+        """Abort every latency and fault delay in progress (their requests are dropped)."""
         self._wake.set()
 
     def clear_wake(self) -> None:
-        """Let fault delays sleep again (the server calls this on start)."""
+        """Let delays sleep again (the server calls this on start)."""
         self._wake.clear()
 
     def is_allowed(self, ip: str, exclude_rule_id: int | None = None) -> bool:
-        """Whether `ip` is in an active allow rule's CIDR and in no active deny rule's CIDR."""
-        with self._lock:
-            return self._account.is_allowed(ip, exclude_rule_id)
+        """Whether `ip` is in an active allow rule's CIDR and in no active deny rule's CIDR,
+        in the first account."""
+        return self.account().is_allowed(ip, exclude_rule_id)
 
     # ----------------------------------------------------------------- request handling
 
@@ -299,18 +298,29 @@ class EmulatorStore:
         """Answer one request; `path` excludes the query string, header names any case."""
         method = method.upper()
         if path.startswith(CONTROL_PREFIX):
-            return answer_control(self, method, path, body)
+            return answer_control(self, method, path, query, body)
+        if not path.startswith("/api/"):
+            return self._answer(method, path, query, headers, body, caller_ip)
+        with self._latency.flying():
+            if self._latency.wait():
+                self._add_record(self._record(method, path, query, body, caller_ip, None), None)
+                return Response(0, drop=True)
+            return self._answer(method, path, query, headers, body, caller_ip)
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        headers: Mapping[str, str],
+        body: bytes | None,
+        caller_ip: str,
+    ) -> Response:
+        # The faults of the account the path names; the first account's when it names none.
+        owner = self._served.get(path_account(path) or 0, self._default)
         with self._lock:
-            effective_ip = self._caller_ip or caller_ip
-            fault = take_fault(self._faults, method, path) if path.startswith("/api/") else None
-        record = {
-            "method": method,
-            "path": path,
-            "query": dict(query),
-            "body": _record_body(method, body),
-            "caller_ip": effective_ip,
-            "fault": fault.action if fault else None,
-        }
+            fault = take_fault(owner.faults, method, path) if path.startswith("/api/") else None
+        record = self._record(method, path, query, body, caller_ip, fault)
         if fault is not None and fault.action == "status":
             extra_headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
             response = error_response(
@@ -319,24 +329,25 @@ class EmulatorStore:
                 "Injected fault",
                 headers=extra_headers,
             )
-            self._log(record, response.status, processed=False)
+            self._add_record(record, response.status)
             return response
         if fault is not None and fault.action == "drop_before":
-            self._log(record, None, processed=False)
+            self._add_record(record, None)
             return Response(0, drop=True)
         if fault is not None and fault.action == "delay_before" and self._sleep(fault.seconds):
-            self._log(record, None, processed=False)
+            self._add_record(record, None)
             return Response(0, drop=True)
         lowered = {k.lower(): v for k, v in headers.items()}
         with self._lock:
+            accounts = [(s.account, s.token or self._options.token) for s in self._served.values()]
             response, effect = answer(
-                self._account, self._options, method, path, query, lowered, body, effective_ip
+                accounts, self._options, method, path, query, lowered, body, record["caller_ip"]
             )
-            if effect is not None and take_fault(self._faults, method, path, after_write=True):
+            if effect is not None and take_fault(owner.faults, method, path, after_write=True):
                 effect.undo_one()
                 taken = record["fault"]
                 record["fault"] = STORE_OTHER if taken is None else f"{taken}+{STORE_OTHER}"
-            self._log(record, response.status, processed=True)
+            self._add_record(record, response.status, processed=True)
         if fault is not None and fault.action == "drop_after":
             return replace(response, drop=True)
         if fault is not None and fault.action == "delay_after" and self._sleep(fault.seconds):
@@ -349,6 +360,29 @@ class EmulatorStore:
             return False
         return self._wake.wait(seconds)
 
-    def _log(self, record: dict[str, Any], status: int | None, *, processed: bool) -> None:
+    def _record(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, str],
+        body: bytes | None,
+        caller_ip: str,
+        fault: Fault | None,
+    ) -> dict[str, Any]:
         with self._lock:
-            self._requests.append(RequestRecord(status=status, processed=processed, **record))
+            effective_ip = self._caller_ip or caller_ip
+        return {
+            "method": method,
+            "path": path,
+            "query": dict(query),
+            "body": record_body(method, body),
+            "caller_ip": effective_ip,
+            "fault": fault.action if fault else None,
+            "account_id": path_account(path),
+        }
+
+    def _add_record(
+        self, record: dict[str, Any], status: int | None, *, processed: bool = False
+    ) -> None:
+        with self._lock:
+            self._log.append(RequestRecord(status=status, processed=processed, **record))

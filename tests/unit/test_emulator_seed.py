@@ -369,6 +369,9 @@ def test_every_documented_emulator_command_is_a_valid_seed(command: str) -> None
         caller_ip=args.caller_ip,
         strict=args.strict,
         preset=args.preset,
+        accounts=args.account_id,
+        enforce_accounts=args.enforce_account,
+        delay=args.delay,
     ).make_store(1, "t", max_page_size=args.page_size)
 
 
