@@ -203,14 +203,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="the whole job against a built-in emulator and a bundled real feed"
     )
 
-    commands.add_parser(
+    serve = commands.add_parser(
         "serve",
         help="run on a schedule (ALLOWLIST_SYNC_SCHEDULE) with /livez, /readyz, /status, /metrics",
         description="Run the sync on a cron schedule until SIGTERM or SIGINT (SIGUSR1: run now). "
-        "Configured by the environment only: ALLOWLIST_SYNC_SCHEDULE (default '0 6 * * *', daily), "
-        "ALLOWLIST_SYNC_TIMEZONE, ALLOWLIST_SYNC_RUN_ON_START, ALLOWLIST_SYNC_HEALTH_PORT; "
-        "see docs/running.md.",
+        "Scheduled by the environment: ALLOWLIST_SYNC_SCHEDULE (default '0 6 * * *', daily), "
+        "ALLOWLIST_SYNC_TIMEZONE, ALLOWLIST_SYNC_RUN_ON_START, ALLOWLIST_SYNC_HEALTH_PORT; every "
+        "target of --config at each run; see docs/running.md.",
     )
+    _add_config_arguments(serve, targets=False)
     check = commands.add_parser(
         "check",
         help="preflight: configuration, token, rules, enforcement, lock-out, feed; writes nothing",
@@ -447,7 +448,13 @@ def _emulator_token() -> str:
 def _serve(args: argparse.Namespace) -> int:
     from allowlist_sync.serve.scheduler import serve
 
-    return serve(_load_settings(quiet_terminal=False))
+    path = _config_path(args)
+    if path is None:
+        return serve(_load_settings(quiet_terminal=False))
+    from allowlist_sync.commands.fleetrun import serve_fleet
+
+    _configure_logs_from_env()
+    return serve_fleet(path)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -78,6 +78,20 @@ def report_fleet(fleet: FleetOutcome, run: RunSettings) -> None:
     """Metrics, notifications and run state of every target, when configured."""
     if not run.reports_anywhere:  # prometheus-client is imported only when it is used
         return
-    from allowlist_sync.reporting.report import Reporter
+    from allowlist_sync.reporting.report import Reporter, ReportTarget
 
-    Reporter(run).report_all(fleet.targets)
+    targets = [ReportTarget(o.target, o.account_id, o.rule_name) for o in fleet.targets]
+    Reporter(run, targets=targets).report_all(fleet.targets)
+
+
+def serve_fleet(path: str) -> int:
+    """`allowlist-sync serve` with a config file: every target at each scheduled run.
+
+    The file is read once, at start: a change takes a restart (as a new Deployment rollout).
+    """
+    from allowlist_sync.reporting.report import ReportTarget
+    from allowlist_sync.serve.scheduler import serve
+
+    config, run = load_fleet(path, quiet_terminal=False)
+    targets = [ReportTarget(t.name, t.account_id, t.rule_name) for t in config.targets]
+    return serve(run, lambda: run_fleet(config, run), targets=targets)
