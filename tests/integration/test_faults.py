@@ -12,17 +12,18 @@ import httpx
 import pytest
 
 from allowlist_sync.config import Settings
-from allowlist_sync.emulator import EmulatorStore, Fault
+from allowlist_sync.emulator import EmulatorServer, EmulatorStore, Fault
 from allowlist_sync.errors import ExitCode
 from allowlist_sync.outcome import Outcome
 from allowlist_sync.sync import RunOptions, run_once
-from tests.emulated import BOTH_MODES, owned_rule
+from tests.emulated import ACCOUNT_ID, BOTH_MODES, TOKEN, emulator_settings, owned_rule
 from tests.feeds import PUBLIC_FEED, aad_prefixes, feed_doc, write_feed
 
 pytestmark = BOTH_MODES
 PUBLISHED = aad_prefixes(feed_doc())
 RULES = r"/ip-restrictions/$"
 ONE_RULE = r"/ip-restrictions/\d+$"
+OTHER_ACCOUNT = 5151
 
 
 @pytest.fixture
@@ -221,3 +222,21 @@ def test_a_write_whose_every_cidr_is_refused_changes_nothing(
     assert outcome.status == "failed" and outcome.failed_cidrs == (new,)
     assert outcome.error is None  # reported as refused CIDRs, not as an API failure
     assert_exactly(store, PUBLISHED, other_rule)
+
+
+def test_a_fault_on_another_account_of_the_emulator_leaves_this_sync_alone(
+    emulator_mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With two accounts served, faults given to the other account never reach this sync."""
+    store = EmulatorStore(
+        accounts=[ACCOUNT_ID, OTHER_ACCOUNT], token=TOKEN, strict=emulator_mode == "strict"
+    )
+    store.account(OTHER_ACCOUNT).add_fault(Fault(action="status", status=500, times=100))
+    with EmulatorServer(store, quiet=True) as server:
+        outcome = run(emulator_settings(server, monkeypatch))
+    assert outcome.status == "applied" and outcome.exit_code() == ExitCode.OK
+    owned = owned_rule(store)
+    assert owned is not None and sorted(c["cidr"] for c in owned["cidrs"]) == sorted(PUBLISHED)
+    assert [f.times for f in store.account(OTHER_ACCOUNT).faults] == [100]
+    assert store.snapshot(OTHER_ACCOUNT) == []
+    assert {r.account_id for r in store.requests} == {ACCOUNT_ID}
