@@ -155,7 +155,7 @@ def _listing(items: list[str]) -> str:
 def build_message(
     outcome: Outcome, *, account_id: int | None = None, recovered_after: int | None = None
 ) -> dict[str, Any]:
-    """The webhook body: `text` for chat tools, `outcome` for machines; `target` names the target."""
+    """The webhook body: `text` for chat tools, `outcome` for machines, `target` and its account."""
     if account_id is None:
         account_id = outcome.account_id
     return {

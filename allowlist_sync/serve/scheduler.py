@@ -13,8 +13,9 @@ target of the environment-only setup (`single_target`), as a FleetOutcome. Its e
 most severe of its targets', decides what comes next. A run that fails with exit code 1 (an
 API 5xx, Microsoft unreachable, a crash) is tried again after `ALLOWLIST_SYNC_FAILED_RUN_RETRY`
 (15m, 1h, 4h, then every 4h) by moving the one job's next run time forward; when the next
-scheduled run comes first, the schedule takes over and the sequence starts again from it. Any other exit code (3 refused, 77 token refused, 78 bad
-configuration) needs a person, so it waits for the schedule. No failure stops the scheduler or
+scheduled run comes first, the schedule takes over and the sequence starts again from it. Any
+other exit code (3 refused, 77 token refused, 78 bad configuration) needs a person, so it waits
+for the schedule. No failure stops the scheduler or
 makes the pod unready: `/readyz` means "serving with a valid configuration"; sync health is in
 `/status` and the metrics. `/livez` fails only when a run has gone on well past its deadline.
 
@@ -30,7 +31,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
 from typing import Any
@@ -46,12 +46,12 @@ from apscheduler.events import (
 from allowlist_sync.azure.feed import SourceInfo
 from allowlist_sync.config import RunSettings, Settings
 from allowlist_sync.errors import AllowlistSyncError, ConfigError, ExitCode
-from allowlist_sync.logs import get_logger, redact
-from allowlist_sync.outcome import FleetOutcome, Outcome
+from allowlist_sync.logs import get_logger
+from allowlist_sync.outcome import FleetOutcome
 from allowlist_sync.reporting.report import Reporter, ReportTarget
 from allowlist_sync.serve.crontab import JOB_ID, add_sync_job, build_trigger, create_scheduler
 from allowlist_sync.serve.health import HealthServer
-from allowlist_sync.sync import RunOptions, run_once
+from allowlist_sync.serve.runs import LastRun, single_target, target_health
 
 log = get_logger(__name__)
 
@@ -66,118 +66,6 @@ def retry_delay(delays: tuple[float, ...], retries_done: int) -> float | None:
     if not delays:
         return None
     return delays[min(retries_done, len(delays) - 1)]
-
-
-def single_target(settings: Settings) -> Callable[[], FleetOutcome]:
-    """The runner of the environment-only setup: its one target as a FleetOutcome of one."""
-
-    def run() -> FleetOutcome:
-        outcome = run_once(settings, RunOptions())
-        return FleetOutcome(
-            targets=[outcome], dry_run=outcome.dry_run, duration_seconds=outcome.duration_seconds
-        )
-
-    return run
-
-
-def _error_json(kind: str | None, message: str | None) -> dict[str, Any] | None:
-    return {"kind": kind, "message": message} if message is not None else None
-
-
-@dataclass(frozen=True)
-class TargetRun:
-    """What the probes say about one target of the most recent finished run."""
-
-    target: str
-    account_id: int | None
-    status: str
-    exit_code: int
-    error_kind: str | None
-    error: str | None  # redacted
-
-    @classmethod
-    def of(cls, outcome: Outcome) -> TargetRun:
-        """The probes' view of one target's Outcome."""
-        error = outcome.error
-        return cls(
-            target=outcome.target,
-            account_id=outcome.account_id,
-            status=outcome.status,
-            exit_code=int(outcome.exit_code()),
-            error_kind=error.kind if error is not None else None,
-            error=redact(str(error)) if error is not None else None,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """One item of `last_run.targets`."""
-        return {
-            "target": self.target,
-            "account_id": self.account_id,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "error": _error_json(self.error_kind, self.error),
-        }
-
-
-@dataclass(frozen=True)
-class LastRun:
-    """What the probes say about the most recent finished run: the fleet and each target.
-
-    `status` and `exit_code` are the fleet's (its most severe target's); `error` is the
-    run-level error, else the error of the target that decided the exit code.
-    """
-
-    number: int
-    status: str
-    exit_code: int
-    finished_at: datetime
-    duration_seconds: float
-    error_kind: str | None
-    error: str | None  # redacted
-    targets: tuple[TargetRun, ...] = ()
-
-    @classmethod
-    def of(cls, fleet: FleetOutcome, *, number: int, finished_at: datetime) -> LastRun:
-        """The probes' view of a finished run."""
-        code = fleet.exit_code()
-        error = fleet.error
-        if error is None:
-            error = next(
-                (o.error for o in fleet.targets if o.exit_code() == code and o.error), None
-            )
-        return cls(
-            number=number,
-            status=fleet.status,
-            exit_code=int(code),
-            finished_at=finished_at,
-            duration_seconds=fleet.duration_seconds,
-            error_kind=error.kind if error is not None else None,
-            error=redact(str(error)) if error is not None else None,
-            targets=tuple(TargetRun.of(o) for o in fleet.targets),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The `last_run` object of the probe bodies."""
-        return {
-            "number": self.number,
-            "status": self.status,
-            "exit_code": self.exit_code,
-            "finished_at": self.finished_at.isoformat(),
-            "duration_seconds": round(self.duration_seconds, 3),
-            "error": _error_json(self.error_kind, self.error),
-            "targets": [t.to_json() for t in self.targets],
-        }
-
-
-def _feed_json(source: SourceInfo | None) -> dict[str, Any] | None:
-    if source is None:
-        return None
-    return {
-        "file_date": source.file_date,
-        "change_number": source.change_number,
-        "kind": source.kind,
-        "cache_used": source.kind == "cache",
-    }
 
 
 class SyncService:
@@ -492,26 +380,10 @@ class SyncService:
         with self._lock:
             last = self._last
             sources = dict(self._last_sources)
-        names = self.metrics.targets
-        targets = [
-            {
-                "target": name,
-                "last_success": _iso_time(self.metrics.last_success(name)),
-                "consecutive_failures": self.metrics.consecutive_failures(name),
-                "feed": _feed_json(sources.get(name)),
-            }
-            for name in names
-        ]
-        successes = [self.metrics.last_success(name) for name in names]
-        known = [s for s in successes if s is not None]
-        oldest = min(known) if known and len(known) == len(successes) else None
-        streaks = [self.metrics.consecutive_failures(name) for name in names]
+        health = target_health(self.metrics, sources)
         return {
             "last_run": last.to_json() if last is not None else None,
-            "last_success": _iso_time(oldest),
-            "consecutive_failures": max(streaks, default=0),
-            "feed": next((t["feed"] for t in targets if t["feed"] is not None), None),
-            "targets": targets,
+            **health,
             "run_in_progress": self._running_for() is not None,
             "next_run": _iso(self.next_run_time()),
             "next_retry": _iso(self.next_retry_time()),
@@ -569,7 +441,3 @@ def serve(
 
 def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
-
-
-def _iso_time(timestamp: float | None) -> str | None:
-    return datetime.fromtimestamp(timestamp, UTC).isoformat() if timestamp is not None else None

@@ -344,3 +344,16 @@ def test_a_target_seen_first_in_an_outcome_is_added() -> None:
     assert not any("target=" in key for key in samples(metrics))
     metrics.record(of("late", Outcome(status="refused", dry_run=False)), finished_at=1.0)
     assert samples(metrics)['allowlist_sync_consecutive_failures{target="late"}'] == 1
+
+
+def test_a_target_name_with_quotes_and_newlines_survives_the_text_format() -> None:
+    """Label values are escaped: an odd target name reads back as itself, and injects nothing."""
+    odd = 'prod"} 1\nallowlist_sync_fake{x="'
+    metrics = SyncMetrics(targets=[odd])
+    metrics.record(of(odd, applied()), finished_at=1.0)
+    text = metrics.exposition().decode()
+    names = {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+    assert "allowlist_sync_fake" not in names
+    again = SyncMetrics(targets=[odd])
+    again.restore(text)
+    assert again.last_success(odd) == 1.0
