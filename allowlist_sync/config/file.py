@@ -67,7 +67,7 @@ def read_config(path: Path, run: RunSettings) -> FleetConfig:
     top = Place(file, "top level")
     try:
         _scan_all(file, document)
-    except RecursionError:
+    except RecursionError:  # pragma: no cover - tomllib gives up at a lesser depth
         raise ConfigError(f"{file}: tables nested too deeply") from None
     check_keys(top, document, TOP_KEYS, {})
     concurrency = integer(top, document, "concurrency")
@@ -99,7 +99,9 @@ def target_settings(config: FleetConfig, target: TargetSpec, run: RunSettings) -
     """The Settings of one target: the run's values, the target's, and its token read now.
 
     Only the file and the token's own file or variable are read, never DBT_CLOUD_* or other
-    target variables; a missing or bad token is a ConfigError for this target alone.
+    target variables; a missing or bad token is a ConfigError for this target alone. The
+    Settings' own Azure-source fields keep their defaults: the target's sources are
+    `config.sources[name]` for each name in `target.sources`.
     """
     index = config.targets.index(target) + 1 if target in config.targets else 0
     place = Place(str(config.path), target_label(index, target.name))

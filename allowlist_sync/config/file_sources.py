@@ -156,15 +156,15 @@ def _file(place: Place, table: Mapping[str, Any], folder: Path, *, stdin_ok: boo
         if not stdin_ok:
             raise place.error("file", "cannot be standard input (-) for this source type")
         return file
-    return str(resolve(folder, file))
+    return str(resolve(place, "file", folder, file))
 
 
-def resolve(folder: Path, path: str) -> Path:
+def resolve(place: Place, key: str, folder: Path, path: str) -> Path:
     """`path` with `~` expanded; a relative path is taken from the config file's `folder`."""
     try:
         expanded = Path(path).expanduser()
-    except RuntimeError:  # no home folder to expand `~` to: the path is taken as written
-        expanded = Path(path)
+    except RuntimeError:  # `~someone` with no such user, or no home folder at all
+        raise place.error(key, "starts with ~ but that home folder is unknown") from None
     return expanded if expanded.is_absolute() else folder / expanded
 
 

@@ -154,7 +154,7 @@ def _token_keys(
             raise place.error(
                 "token_file or token_env", "one is required: a file or a variable holding the token"
             )
-        return resolve(folder, token_file), None
+        return resolve(place, "token_file", folder, token_file), None
     variable = table["token_env"]
     if not isinstance(variable, str):
         raise place.error("token_env", "must be a string: the name of an environment variable")
@@ -227,10 +227,6 @@ def _describe(exc: ValidationError) -> str:
         if not key:
             env, _, rest = message.partition(": ")
             key, message = (env_keys[env], rest) if env in env_keys else ("", message)
-        if key == "token":
-            key = "token_env"
-        elif key and key not in own:
-            key = env_name(key)  # a process setting: named as the environment names it
         problems.append(f"{key}: {message}" if key else message)
     return "; ".join(problems)
 

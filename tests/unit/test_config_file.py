@@ -873,3 +873,25 @@ def test_a_relative_config_path_gives_absolute_paths(
     config = read_config(Path("fleet.toml"), run)
     assert config.targets[0].token_file == tmp_path / "tok"
     assert config.path == Path("fleet.toml")
+
+
+def test_a_token_looking_key_is_refused_without_echo(tmp_path: Path, run: RunSettings) -> None:
+    """A token pasted as a key or a source name is refused, and never shown."""
+    key = "dbtc_pasted_as_a_key_123456"
+    message = refused(write(tmp_path, with_target(f"{key} = 1\n")), run, "not a secret store")
+    assert key not in message
+    text = TARGET + f'[sources.{key}]\ntype = "static"\ncidrs = ["8.8.8.0/24"]\n'
+    message = refused(write(tmp_path, text), run, "[sources]", "not a secret store")
+    assert key not in message
+
+
+def test_an_empty_sources_table_is_refused(tmp_path: Path, run: RunSettings) -> None:
+    """`[sources]` with no source in it describes no source: refused."""
+    refused(write(tmp_path, "[sources]\n[[targets]]" + TARGET.split("[[targets]]")[1]), run,
+            "no [sources.NAME]")  # fmt: skip
+
+
+def test_an_unknown_home_folder_is_refused(tmp_path: Path, run: RunSettings) -> None:
+    """`~nosuchuser/...` cannot be expanded: refused naming the key, not joined to the folder."""
+    text = TARGET.replace('token_env = "PROD_US_DBT_TOKEN"', 'token_file = "~nosuchuser_q9/t"')
+    refused(write(tmp_path, text), run, "token_file", "home folder is unknown")
