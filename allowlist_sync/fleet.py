@@ -12,6 +12,7 @@ are exactly those of a one-target run (one client each; nothing shared but the l
 from __future__ import annotations
 
 import contextvars
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -141,7 +142,9 @@ def sync_targets(
 ) -> list[Outcome]:
     """Every target's Outcome, in the given order, at most `config.concurrency` at a time."""
     workers = max(1, min(config.concurrency, len(targets)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="target")
+    stop = threading.Event()
+    try:
         # Each target runs in a copy of this context: the run deadline, and its own log fields.
         futures = [
             pool.submit(
@@ -154,10 +157,19 @@ def sync_targets(
                 options,
                 on_plan,
                 transport,
+                stop,
             )
             for target in targets
         ]
         return [future.result() for future in futures]
+    except BaseException:
+        # Ctrl-C: the targets under way finish (a write is never left unverified); the others
+        # never start.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        pool.shutdown(wait=True)
 
 
 def sync_one(
@@ -168,8 +180,26 @@ def sync_one(
     options: RunOptions,
     on_plan: TargetPlan | None,
     transport: httpx.BaseTransport | None,
+    stop: threading.Event,
 ) -> Outcome:
     """One target's whole pipeline; every error ends in its Outcome, never in another's."""
+    try:
+        return _sync_one(config, target, run, loaded, options, on_plan, transport, stop)
+    except BaseException:  # Ctrl-C: no other target starts
+        stop.set()
+        raise
+
+
+def _sync_one(
+    config: FleetConfig,
+    target: TargetSpec,
+    run: RunSettings,
+    loaded: Loaded,
+    options: RunOptions,
+    on_plan: TargetPlan | None,
+    transport: httpx.BaseTransport | None,
+    stop: threading.Event,
+) -> Outcome:
     structlog.contextvars.bind_contextvars(target=target.name)
     started = time.monotonic()
     outcome = Outcome(
@@ -180,6 +210,8 @@ def sync_one(
         account_id=target.account_id,
     )
     failed = [loaded[name] for name in target.sources if not isinstance(loaded[name], Ranges)]
+    if stop.is_set():
+        raise KeyboardInterrupt
     if failed:
         error = failed[0]
         assert isinstance(error, AllowlistSyncError)
@@ -189,9 +221,14 @@ def sync_one(
     else:
         ranges = RangeSet(tuple(r for n in target.sources if isinstance(r := loaded[n], Ranges)))
         own = replace(options, on_plan=_for_target(on_plan, target.name))
-        with recorded(outcome):
-            settings = target_settings(config, target, run)
-            sync_target(settings, ranges, own, outcome, transport=transport)
+        try:
+            with recorded(outcome):
+                settings = target_settings(config, target, run)
+                sync_target(settings, ranges, own, outcome, transport=transport)
+        except Exception as exc:  # a bug in one target must not take the others down
+            log.exception("target_crashed", error=f"{type(exc).__name__}: {exc}")
+            outcome.status = "failed"
+            outcome.error = AllowlistSyncError(f"unexpected error: {type(exc).__name__}: {exc}")
     finish(outcome, started)
     return outcome
 

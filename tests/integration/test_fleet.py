@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -304,3 +305,65 @@ def test_concurrent_targets_each_make_a_one_target_runs_requests(
     assert [o.requests for o in fleet.targets] == [3, 3, 3]
     assert [o.writes for o in fleet.targets] == [1, 1, 1]
     assert fleet_store.peak_in_flight > 1
+
+
+def test_a_bug_in_one_target_fails_it_alone(
+    tmp_path: Path,
+    fleet_emulator: EmulatorServer,
+    fleet_store: EmulatorStore,
+    run: RunSettings,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected exception in one target's pipeline ends that target as failed (exit 1,
+    `unexpected error`) and the other target still converges."""
+    import allowlist_sync.fleet as fleet_module
+
+    real = fleet_module.sync_target
+
+    def flaky(settings, ranges, options, outcome, *, transport):  # type: ignore[no-untyped-def]
+        if outcome.target == "prod":
+            raise RuntimeError("boom")
+        real(settings, ranges, options, outcome, transport=transport)
+
+    monkeypatch.setattr(fleet_module, "sync_target", flaky)
+    config = load(
+        write_config(
+            tmp_path,
+            fleet_emulator,
+            target("prod", PROD, '"entra"'),
+            target("sandbox", SANDBOX, '"entra"'),
+        ),
+        run,
+    )
+    fleet = run_fleet(config, run)
+    prod, sandbox = fleet.targets
+    assert prod.status == "failed" and "unexpected error: RuntimeError: boom" in str(prod.error)
+    assert sandbox.status == "applied"
+    assert fleet.exit_code() == ExitCode.FAILED
+
+
+def test_ctrl_c_stops_the_targets_not_yet_started(
+    tmp_path: Path, fleet_emulator: EmulatorServer, fleet_store: EmulatorStore, run: RunSettings
+) -> None:
+    """Interrupted while the first target plans (one at a time), the run stops: the targets
+    that had not started never send a request."""
+    config = load(
+        write_config(
+            tmp_path,
+            fleet_emulator,
+            target("prod", PROD, '"entra"'),
+            target("sandbox", SANDBOX, '"entra"'),
+            target("third", BROKEN, '"entra"'),
+        ),
+        run,
+    )
+    config = replace(config, concurrency=1)
+
+    def interrupt(name: str, *_: object) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_fleet(config, run, on_plan=interrupt)
+    accounts = {r.account_id for r in fleet_store.requests}
+    assert accounts == {PROD}
+    assert fleet_store.write_count(PROD) == 0
