@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
+from typing import Generic, TypeVar
 
 import httpx
 import structlog
@@ -40,6 +41,7 @@ from allowlist_sync.sources.ranges import Ranges
 log = get_logger(__name__)
 
 IPAddress = IPv4Address | IPv6Address
+T = TypeVar("T")
 #: Where IPv4 sits inside IPv6 (`::ffff:0:0/96`): the platform compares every CIDR there.
 _MAPPED_BASE = int(IPv6Address("::ffff:0:0"))
 #: More addresses than anyone pastes from a log; keeps a runaway shell expansion bounded.
@@ -111,6 +113,29 @@ def mapped_network(network: Network) -> IPv6Network:
     return network
 
 
+class NetworkIndex(Generic[T]):
+    """Networks (in IPv6 space) with an item each; `holding(ip)` finds those containing `ip`
+    with one dictionary look-up per prefix length, most specific first, so an account of
+    100,000 CIDRs or a source of 10,000 prefixes costs no scan per address."""
+
+    def __init__(self) -> None:
+        self._by_length: dict[int, dict[int, list[T]]] = {}
+
+    def add(self, network: Network, item: T) -> None:
+        mapped = mapped_network(network)
+        at = self._by_length.setdefault(mapped.prefixlen, {})
+        at.setdefault(int(mapped.network_address), []).append(item)
+
+    def holding(self, ip: IPAddress) -> list[T]:
+        """The items of every network holding `ip`, the longest prefix first."""
+        value = int(mapped_ip(ip))
+        found: list[T] = []
+        for length in sorted(self._by_length, reverse=True):
+            key = value >> (128 - length) << (128 - length) if length else 0
+            found.extend(self._by_length[length].get(key, ()))
+        return found
+
+
 # ------------------------------------------------------------------------------ sources
 
 
@@ -132,16 +157,26 @@ class SourceHit:
         }
 
 
-def source_hits(address: Address, loaded: dict[str, Ranges]) -> list[SourceHit]:
-    """Every published prefix holding `address`, source by source, label by label."""
-    hits = []
+SourceIndex = NetworkIndex[tuple[int, SourceHit]]
+
+
+def index_sources(loaded: dict[str, Ranges]) -> SourceIndex:
+    """Every published prefix as the SourceHit it would be, numbered in the sources' order."""
+    index: SourceIndex = NetworkIndex()
+    number = 0
     for name, ranges in loaded.items():
         for label, prefixes in ranges.prefixes.items():
             for prefix in prefixes:
                 network = network_or_none(prefix)
-                if network is not None and address.ip in network:
-                    hits.append(SourceHit(name, ranges.type, label, str(network)))
-    return hits
+                if network is not None:
+                    index.add(network, (number, SourceHit(name, ranges.type, label, str(network))))
+                    number += 1
+    return index
+
+
+def source_hits(address: Address, index: SourceIndex) -> list[SourceHit]:
+    """Every published prefix holding `address`, in source, label and prefix order."""
+    return [hit for _, hit in sorted(index.holding(address.ip), key=lambda pair: pair[0])]
 
 
 # ------------------------------------------------------------------------------ targets
@@ -159,11 +194,10 @@ class TargetRef:
 
 @dataclass(frozen=True)
 class Held:
-    """One active CIDR of an active rule, as stored and in IPv6 space."""
+    """One active CIDR of an active rule, as stored."""
 
     rule: Rule
     cidr: str
-    network: IPv6Network
 
 
 @dataclass
@@ -171,7 +205,7 @@ class Account:
     """What one target's account holds, read once: its rules, owned rule and enforcement."""
 
     target: TargetRef
-    held: list[Held] = field(default_factory=list)
+    held: NetworkIndex[Held] = field(default_factory=NetworkIndex)
     owned: Rule | None = None
     enforcement: bool | None = None
     notes: list[str] = field(default_factory=list)
@@ -185,7 +219,13 @@ def read_account(
 ) -> Account:
     """List the account's rules (GET only); every expected error (the token unreadable or
     refused, the API down) lands in the Account."""
-    structlog.contextvars.bind_contextvars(target=target.name)
+    with structlog.contextvars.bound_contextvars(target=target.name):
+        return _read_account(target, settings, transport)
+
+
+def _read_account(
+    target: TargetRef, settings: Callable[[], Settings], transport: httpx.BaseTransport | None
+) -> Account:
     account = Account(target)
     try:
         connection = settings().dbt_connection()
@@ -208,7 +248,7 @@ def read_account(
         for entry in rule.active_cidrs:
             network = network_or_none(entry.cidr)
             if network is not None:
-                account.held.append(Held(rule, entry.cidr, mapped_network(network)))
+                account.held.add(network, Held(rule, entry.cidr))
     return account
 
 
@@ -252,10 +292,7 @@ def judge(address: Address, account: Account, hits: Sequence[SourceHit]) -> Answ
         return Answer(account, None, None, published_by=published)
     allowed: dict[int, RuleHit] = {}
     denied: dict[int, RuleHit] = {}
-    ip = mapped_ip(address.ip)
-    for held in account.held:
-        if ip not in held.network:
-            continue
+    for held in account.held.holding(address.ip):  # the most specific CIDR of a rule wins
         hit = RuleHit(held.rule.id, held.rule.name, held.cidr)
         if held.rule.type == RuleType.DENY:
             denied.setdefault(hit.id, hit)
@@ -268,8 +305,8 @@ def judge(address: Address, account: Account, hits: Sequence[SourceHit]) -> Answ
         account,
         let_in=enforced or not account.enforcement,
         let_in_when_enforced=enforced,
-        allowed_by=tuple(allowed.values()),
-        denied_by=tuple(denied.values()),
+        allowed_by=tuple(sorted(allowed.values(), key=lambda hit: hit.id)),
+        denied_by=tuple(sorted(denied.values(), key=lambda hit: hit.id)),
         owned_cidr=owned_hit.cidr if owned_hit else None,
         published_by=published,
     )
@@ -309,9 +346,10 @@ def build_report(
     """Every address against every loaded source and every account read."""
     good = {name: r for name, r in loaded.items() if isinstance(r, Ranges)}
     failed = {name: e for name, e in loaded.items() if isinstance(e, AllowlistSyncError)}
+    index = index_sources(good)
     items = []
     for address in addresses:
-        hits = source_hits(address, good)
+        hits = source_hits(address, index)
         items.append(AddressReport(address, hits, [judge(address, a, hits) for a in accounts]))
     report = Report(items, list(good), failed, accounts)
     log.info(

@@ -46,6 +46,7 @@ def gather(
 ) -> Gathered | int:
     """The loaded sources and the accounts read; an exit code for a flag that does not fit."""
     path = _config_path(args)
+    _configure_logs_from_env()  # before anything can fail; the settings refine it
     if path is None:
         if args.target:
             return usage_error("check-ip", "--target needs a config file (--config)")
@@ -55,7 +56,6 @@ def gather(
             f"--source-file/--source-url replace the environment's one source; with the config "
             f"file {path}, set `file` or `url` in the [sources.NAME] table instead"
         )
-    _configure_logs_from_env()
     config, run = load_fleet(path)
     try:
         targets = select_targets(config, tuple(args.target or ()))

@@ -7,14 +7,29 @@ The emulator's request log pins that check-ip sends only GET requests.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from pydantic import SecretStr
+from structlog.testing import capture_logs
 
 from allowlist_sync.cli import main
+from allowlist_sync.commands.checkip import (
+    MAX_ADDRESSES,
+    Account,
+    NetworkIndex,
+    TargetRef,
+    judge,
+    parse_address,
+    parse_addresses,
+    read_account,
+)
+from allowlist_sync.config import Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.emulator.account import DENY
 from allowlist_sync.errors import ExitCode
@@ -461,3 +476,165 @@ def test_a_bad_address_exits_64_with_one_line_and_reads_nothing(
     assert len(captured.err) < 300
     assert "\x1b" not in captured.err
     assert accounts.store.requests == []
+
+
+# ------------------------------------------------------------------ what an account may store
+
+
+def listing(rules: list[dict[str, Any]]) -> httpx.MockTransport:
+    """A dbt API answering the rule list with `rules` (one page) and refusing anything else."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        assert request.method == "GET", request.method
+        body = {
+            "data": rules,
+            "extra": {"pagination": {"count": len(rules), "total_count": len(rules)}},
+        }
+        return httpx.Response(200, json=body)
+
+    return httpx.MockTransport(handler)
+
+
+def rule(
+    ident: int, name: str, cidrs: list[str], *, kind: int = 1, enabled: bool = True, **extra: Any
+) -> dict[str, Any]:
+    """A rule as the API renders it."""
+    return {
+        "id": ident,
+        "name": name,
+        "type": kind,
+        "state": 1,
+        "rule_set_enabled": enabled,
+        "ip_restriction_rule_set_id": 7,
+        "cidrs": [{"id": ident * 100 + n, "cidr": c, "state": 1} for n, c in enumerate(cidrs)],
+        **extra,
+    }
+
+
+def read(rules: list[dict[str, Any]], rule_name: str = RULE) -> Account:
+    """The account `read_account` sees behind a MockTransport listing `rules`."""
+    settings = Settings.model_construct(
+        account_id=PROD, token=SecretStr(PROD_TOKEN), host_url="https://emulated.invalid"
+    )
+    ref = TargetRef("prod-us", PROD, rule_name, ("entra",))
+    with capture_logs():  # not to a stream an earlier test's capture closed
+        return read_account(ref, lambda: settings, transport=listing(rules))
+
+
+def test_stored_forms_a_bare_ip_and_an_ipv4_mapped_cidr_hold_the_address() -> None:
+    """A bare IP is its /32 and `::ffff:a.b.c.d/N` holds the IPv4 address, as on the platform."""
+    account = read(
+        [
+            rule(1, "Bare", ["20.190.128.5"]),
+            rule(2, "Mapped", ["::ffff:20.190.128.0/114"]),
+            rule(3, RULE, ["20.190.128.0/18", "20.190.128.0/24", "not a cidr"]),
+        ]
+    )
+    answer = judge(parse_address(ENTRA_IP), account, [])
+    assert [(h.id, h.cidr) for h in answer.allowed_by] == [
+        (1, "20.190.128.5"),
+        (2, "::ffff:20.190.128.0/114"),
+        (3, "20.190.128.0/24"),  # the rule's most specific CIDR holding it
+    ]
+    assert answer.owned_cidr == "20.190.128.0/24"
+    assert answer.let_in is True
+
+
+def test_deleted_cidrs_inactive_rules_and_unknown_types_hold_nothing() -> None:
+    """Only active CIDRs of active allow or deny rules count; anything else is ignored."""
+    gone = rule(1, "Deleted rule", ["20.190.128.0/18"], state=2)
+    cidr_gone = rule(2, "Deleted CIDR", [])
+    cidr_gone["cidrs"] = [{"id": 5, "cidr": "20.190.128.0/18", "state": 2}]
+    odd = rule(3, "Odd type", ["20.190.128.0/18"], kind=3)
+    account = read([gone, cidr_gone, odd, rule(4, "Office", ["9.9.9.9/32"])])
+    answer = judge(parse_address(ENTRA_IP), account, [])
+    assert (answer.allowed_by, answer.denied_by, answer.let_in) == ((), (), False)
+
+
+def test_rules_that_disagree_on_enforcement_fail_the_target() -> None:
+    """An account whose rules disagree on rule_set_enabled is a bad answer: unknown, exit 1."""
+    account = read([rule(1, "A", ["9.9.9.9/32"]), rule(2, "B", ["8.8.8.8/32"], enabled=False)])
+    assert account.error is not None and account.error.exit_code == ExitCode.FAILED
+    assert judge(parse_address(ENTRA_IP), account, []).let_in is None
+
+
+def test_two_rules_with_the_owned_name_still_answer_with_a_note() -> None:
+    """Ambiguous ownership does not hide the answer: the rules decide, a note says why."""
+    account = read([rule(1, RULE, ["20.190.128.0/18"]), rule(2, RULE, ["40.126.0.0/18"])])
+    answer = judge(parse_address(ENTRA_IP), account, [])
+    assert account.owned is None and "2 active rules" in account.notes[0]
+    assert answer.let_in is True and [h.id for h in answer.allowed_by] == [1]
+
+
+def test_the_index_finds_the_most_specific_network_first() -> None:
+    """NetworkIndex returns every network holding the address, longest prefix first."""
+    index: NetworkIndex[str] = NetworkIndex()
+    for text in ("20.0.0.0/8", "20.190.128.0/18", "20.190.128.5/32", "2603:1006::/32", "0.0.0.0/0"):
+        index.add(ipaddress.ip_network(text), text)
+    assert index.holding(ipaddress.ip_address(ENTRA_IP)) == [
+        "20.190.128.5/32",
+        "20.190.128.0/18",
+        "20.0.0.0/8",
+        "0.0.0.0/0",
+    ]
+    assert index.holding(ipaddress.ip_address("2603:1006::9")) == ["2603:1006::/32"]
+
+
+# ------------------------------------------------------------------ arguments and flags
+
+
+def test_duplicates_are_checked_once_and_mapped_forms_count_as_their_ipv4() -> None:
+    """The same address twice, or as IPv4-mapped IPv6, is one address; spaces are ignored."""
+    parsed = parse_addresses([ENTRA_IP, f" {ENTRA_IP} ", f"::FFFF:{ENTRA_IP}", ENTRA_IP6])
+    assert [a.text for a in parsed] == [ENTRA_IP, ENTRA_IP6]
+
+
+def test_more_addresses_than_the_limit_exit_64(capsys: pytest.CaptureFixture[str]) -> None:
+    """Over MAX_ADDRESSES arguments is refused at once, in one line."""
+    many = [f"20.190.{n // 250}.{n % 250}" for n in range(MAX_ADDRESSES + 1)]
+    assert main(["check-ip", *many]) == ExitCode.USAGE
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+@pytest.mark.usefixtures("fleet_env")
+def test_rule_names_with_control_characters_stay_on_their_line(
+    accounts: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rule named with a newline and a terminal escape cannot break or colour the text output."""
+    accounts.store.account(PROD).seed_rule("evil\nname\x1b[2J", cidrs=["20.190.128.0/18"])
+    config = write_config(tmp_path, accounts)
+    code, text = check_ip_text(capsys, config, ENTRA_IP, "--target", "prod-us")
+    assert code == ExitCode.OK
+    assert len(text.splitlines()) == 3 and "\x1b" not in text
+
+
+@pytest.mark.usefixtures("fleet_env")
+def test_source_flags_beside_a_config_file_are_refused(
+    accounts: EmulatorServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--source-file` with a config file exits 78 as `sync` does, reading no account."""
+    config = write_config(tmp_path, accounts)
+    args = ["--source-file", str(PUBLIC_FEED), ENTRA_IP]
+    assert main(["check-ip", "--config", str(config), *args]) == ExitCode.CONFIG
+    assert accounts.store.requests == []
+
+
+def test_target_without_a_config_file_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--target` needs a config file: exit 64 naming the flag."""
+    monkeypatch.delenv("ALLOWLIST_SYNC_CONFIG", raising=False)
+    assert main(["check-ip", "--target", "prod-us", ENTRA_IP]) == ExitCode.USAGE
+    assert "--target needs a config file" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("fleet_env")
+def test_a_bad_config_file_prints_one_json_object_and_exits_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An invalid config file with `--output json` still prints one object, with the error."""
+    config = tmp_path / "fleet.toml"
+    config.write_text("[[targets]]\nname = 1\n")
+    code, report = check_ip(capsys, config, ENTRA_IP)
+    assert code == ExitCode.CONFIG
+    assert (report["ok"], report["addresses"], report["error"]["kind"]) == (False, [], "config")
