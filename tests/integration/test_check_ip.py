@@ -29,10 +29,12 @@ from allowlist_sync.commands.checkip import (
     parse_addresses,
     read_account,
 )
-from allowlist_sync.config import Settings
+from allowlist_sync.config import DEFAULT_RULE_NAME, Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.emulator.account import DENY
 from allowlist_sync.errors import ExitCode
+from tests.emulated import ACCOUNT_ID, TOKEN
+from tests.fakes.download_center import DownloadCenter
 from tests.fakes.okta import SNAPSHOT as OKTA_SNAPSHOT
 from tests.feeds import OFFLINE, PUBLIC_FEED
 
@@ -638,3 +640,36 @@ def test_a_bad_config_file_prints_one_json_object_and_exits_78(
     code, report = check_ip(capsys, config, ENTRA_IP)
     assert code == ExitCode.CONFIG
     assert (report["ok"], report["addresses"], report["error"]["kind"]) == (False, [], "config")
+
+
+def test_env_mode_reads_the_source_url_once_and_the_one_account(
+    emulator: EmulatorServer,
+    store: EmulatorStore,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without a config file, `--source-url` is the one source (fetched once), `default` the
+    target."""
+    monkeypatch.setenv("DBT_CLOUD_HOST_URL", emulator.url)
+    monkeypatch.setenv("DBT_CLOUD_ACCOUNT_ID", str(ACCOUNT_ID))
+    monkeypatch.setenv("DBT_CLOUD_TOKEN", TOKEN)
+    monkeypatch.setenv("ALLOWLIST_SYNC_RETRY_BACKOFF", "0")
+    owned = store.seed_rule(DEFAULT_RULE_NAME, cidrs=["20.190.128.0/18"])
+    with DownloadCenter() as center:
+        center.mirror["tags.json"] = (PUBLIC_FEED.read_bytes(), None)
+        url = center.mirror_url("tags.json")
+        code = main(["check-ip", "--output", "json", "--source-url", url, ENTRA_IP, ENTRA_IP6])
+        fetched = len(center.requests)
+    report = json.loads(capsys.readouterr().out)
+    assert (code, fetched) == (ExitCode.OK, 1)
+    first = report["addresses"][0]
+    assert first["sources"][0] == {
+        "source": "azure",
+        "type": "azure-service-tags",
+        "label": "AzureActiveDirectory",
+        "prefix": "20.190.128.0/18",
+    }
+    assert first["targets"][0]["target"] == "default"
+    assert first["targets"][0]["owned_rule"]["id"] == owned
+    assert report["summary"] == "All 2 addresses are let in by every target."
+    assert [r.method for r in store.requests] == ["GET"]
