@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from allowlist_sync._version import __version__
+from allowlist_sync.commands import checkip_args  # light: argparse only
 from allowlist_sync.commands.emulatorcmd import add_emulator_parser, run_emulator
 from allowlist_sync.errors import ExitCode  # light: the exception tree only
 
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source-file", metavar="PATH", help="check this service-tags file ('-' for stdin)"
     )
     check_source.add_argument("--source-url", metavar="URL", help="check this download")
+    _add_config_arguments(checkip_args.add_parser(commands))
     return parser
 
 
@@ -152,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "check":
             return _check(args)
+        if args.command == "check-ip":
+            return checkip_args.run(args)
     except KeyboardInterrupt:
         _json_failure(args, "interrupted", "interrupted")
         return ExitCode.INTERRUPTED
