@@ -228,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source-file", metavar="PATH", help="check this service-tags file ('-' for stdin)"
     )
     check_source.add_argument("--source-url", metavar="URL", help="check this download")
+    _add_config_arguments(check)
     return parser
 
 
@@ -451,6 +452,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if _config_path(args) is not None or args.target:  # a config file (--target needs one)
+        from allowlist_sync.commands.check_fleet import check_config_file
+
+        _configure_logs_from_env()
+        return check_config_file(args, sys.stdout)
     from allowlist_sync.commands.check import run_check
     from allowlist_sync.commands.preflight import FeedSource
     from allowlist_sync.config import check_source_url
