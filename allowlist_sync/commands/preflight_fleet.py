@@ -155,7 +155,7 @@ def run_fleet_preflight(
             futures = [
                 pool.submit(
                     contextvars.copy_context().run,
-                    check_target,
+                    check_target_apart,
                     config,
                     target,
                     run,
@@ -205,16 +205,44 @@ def source_report(
     }
 
 
-def check_target(
+#: The order a target's checks run in: an unexpected error is blamed on the first not done.
+RUN_ORDER = ("config", "sources", "api", "rules", "enforcement", "caller")
+
+
+def check_target_apart(
     config: FleetConfig,
     target: TargetSpec,
     run: RunSettings,
     loaded: Loaded,
     transport: httpx.BaseTransport | None,
 ) -> TargetCheck:
-    """One target's checks: its token read, its sources' desired set, its account read."""
-    structlog.contextvars.bind_contextvars(target=target.name)
+    """`check_target`, with a bug (any other exception) failing this target alone: the check
+    it stopped fails as `internal`, the ones after it are skipped."""
     result = Preflight(names=TARGET_CHECKS)
+    try:
+        return check_target(config, target, run, loaded, transport, result)
+    except Exception as exc:
+        log.exception("internal_error", target=target.name)
+        error = AllowlistSyncError(f"internal error: {type(exc).__name__}: {exc}")
+        error.kind = "internal"
+        stopped = next((n for n in RUN_ORDER if n not in result.checks), RUN_ORDER[-1])
+        result.fail(stopped, error)
+        for name in RUN_ORDER:
+            result.checks.setdefault(name, skipped("an internal error stopped this target"))
+        return TargetCheck(target, result)
+
+
+def check_target(
+    config: FleetConfig,
+    target: TargetSpec,
+    run: RunSettings,
+    loaded: Loaded,
+    transport: httpx.BaseTransport | None,
+    result: Preflight,
+) -> TargetCheck:
+    """One target's checks into `result`: its token read, its sources' desired set, its
+    account read."""
+    structlog.contextvars.bind_contextvars(target=target.name)
     result.checks["write"] = {"ok": None, "permission": "unknown", "message": WRITE_UNKNOWN}
     settings: Settings | None = None
     try:

@@ -18,8 +18,9 @@ import pytest
 import structlog
 
 from allowlist_sync.cli import main
+from allowlist_sync.commands import preflight_fleet
 from allowlist_sync.emulator import DEFAULT_TOKEN, EmulatorServer, EmulatorStore
-from tests.fakes.okta import SNAPSHOT, snapshot_doc
+from tests.fakes.okta import SNAPSHOT, OktaS3, snapshot_doc
 from tests.feeds import OFFLINE, PUBLIC_FEED, aad_prefixes, feed_doc
 from tests.inprocess import Result
 
@@ -48,12 +49,15 @@ def fleet_toml(
     server: EmulatorServer,
     folder: Path,
     *,
-    okta_file: Path = SNAPSHOT,
+    okta_file: Path | str = SNAPSHOT,
     prod_sources: tuple[str, ...] = ("entra", "okta"),
     sandbox_sources: tuple[str, ...] = ("okta", "partner"),
     sandbox_token: str | None = SANDBOX_TOKEN,
 ) -> Path:
-    """A two-target config file over the emulator; sandbox's token in a file beside it."""
+    """A two-target config file over the emulator; sandbox's token in a file beside it.
+
+    `okta_file`: Okta's file, or (a str starting with http) the URL to download it from."""
+    okta_key = "url" if str(okta_file).startswith("http") else "file"
     if sandbox_token is not None:
         (folder / "sandbox-token").write_text(sandbox_token + "\n")
     text = f"""\
@@ -64,7 +68,7 @@ file = {json.dumps(str(PUBLIC_FEED))}
 [sources.okta]
 type = "okta-ip-ranges"
 cells = [{json.dumps(OKTA_CELL)}]
-file = {json.dumps(str(okta_file))}
+{okta_key} = {json.dumps(str(okta_file))}
 
 [sources.partner]
 type = "static"
@@ -354,6 +358,77 @@ def test_a_broken_okta_source_is_named_and_fails_its_targets_only(
     assert target_of(report, "prod")["ok"] is True
     assert report["failed"] == ["sandbox: sources"]
     assert_read_only(two)
+
+
+def test_a_source_two_targets_use_is_fetched_once(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    two: EmulatorServer,
+    tmp_path: Path,
+) -> None:
+    """Okta's file downloaded over loopback for both targets: one request, both pass."""
+    seed_owned(two)
+    with OktaS3() as okta:
+        config = fleet_toml(two, tmp_path, okta_file=okta.url)
+        result = run_check(monkeypatch, capsys, "--config", str(config), "--output", "json")
+        assert result.code == 0, result.stderr
+        assert len(okta.file_requests()) == 1
+    report = report_of(result)
+    assert report["sources"]["okta"]["source"]["url"] == okta.url
+    assert report["sources"]["okta"]["used_by"] == ["prod", "sandbox"]
+
+
+def test_an_okta_outage_names_the_source_and_never_shows_a_signed_query(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    two: EmulatorServer,
+    tmp_path: Path,
+) -> None:
+    """Okta's host answering 503 to a signed URL (no cached copy): the source fails by name,
+    both targets fail their sources check (exit 1), and the signature is never printed."""
+    seed_owned(two)
+    with OktaS3(outage_status=503) as okta:
+        signed = f"{okta.url}?X-Amz-Signature=topsecret4711"
+        config = fleet_toml(two, tmp_path, okta_file=signed)
+        result = run_check(monkeypatch, capsys, "--config", str(config))
+    assert result.code == 1, result.stderr
+    assert "topsecret4711" not in result.stdout + result.stderr
+    first = result.stdout.splitlines()[0]
+    assert "prod: sources" in first and "sandbox: sources" in first
+    sources = result.stdout[result.stdout.index("Sources:") :].splitlines()
+    [okta_line] = [line for line in sources if "okta (okta-ip-ranges)" in line]
+    assert okta_line.startswith("  FAILED ") and "source okta" in okta_line
+
+
+def test_a_bug_in_one_target_fails_that_target_alone(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    two: EmulatorServer,
+    tmp_path: Path,
+) -> None:
+    """An unexpected exception while reading prod's account fails prod's api check as
+    `internal` (exit 1, one log event with the traceback); sandbox is still checked."""
+    seed_owned(two)
+    real = preflight_fleet.check_account
+
+    def broken_for_prod(settings: Any, *args: Any, **kwargs: Any) -> None:
+        if settings.account_id == PROD:
+            raise RuntimeError("boom")
+        real(settings, *args, **kwargs)
+
+    monkeypatch.setattr(preflight_fleet, "check_account", broken_for_prod)
+    config = fleet_toml(two, tmp_path)
+    result = run_check(monkeypatch, capsys, "--config", str(config), "--output", "json")
+    assert result.code == 1
+    report = report_of(result)
+    prod = target_of(report, "prod")
+    assert prod["api"]["error"] == {
+        "kind": "internal",
+        "message": "internal error: RuntimeError: boom",
+    }
+    assert prod["rules"]["ok"] is None and prod["sources"]["ok"] is True
+    assert target_of(report, "sandbox")["ok"] is True
+    assert '"internal_error"' in result.stderr
 
 
 def test_target_selects_targets_and_loads_only_their_sources(
