@@ -215,10 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="preflight: configuration, token, rules, enforcement, lock-out, feed; writes nothing",
         description="Answer, before anything is written, whether a sync can succeed: the "
-        "configuration, the token reading the account (write permission is known only when "
-        "it writes), the account's rules with the owned rule and any rule to adopt, enforcement, "
-        "whether a rule besides the owned one lets this job in, and the feed fetched now. "
-        "Exit 0 only when no check fails; 77 token refused, 78 bad configuration, 1 otherwise.",
+        "configuration, the token reading the account (write permission is known only when it "
+        "writes), its rules (owned, to adopt), enforcement, whether another rule lets this job "
+        "in, the feed; with --config, each source once, then these checks per target. Exit 0 "
+        "only when no check fails; 77 token refused, 78 bad configuration, 1 otherwise.",
     )
     check.add_argument(
         "--output", choices=("text", "json"), default="text", help="text (default) or JSON"

@@ -115,9 +115,9 @@ def config_passed(config: FleetConfig) -> dict[str, Any]:
     }
 
 
-def counted(count: int, noun: str) -> str:
-    """`1 target`, `2 targets`."""
-    return f"{count} {noun}{'' if count == 1 else 's'}"
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 target`, `2 targets` (`plural`: when it is not `noun` + s)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
 
 
 def config_failed(path: str, exc: AllowlistSyncError) -> dict[str, Any]:
@@ -188,7 +188,8 @@ def source_report(
         }
     published = len(loaded.all_prefixes())
     labels = ", ".join(f"{label} {len(p)}" for label, p in loaded.prefixes.items())
-    message = f"{describe_source(loaded.source)}: {published} published prefixes ({labels})"
+    prefixes = counted(published, "published prefix", "published prefixes")
+    message = f"{describe_source(loaded.source)}: {prefixes} ({labels})"
     if loaded.warnings:
         message += f" (warning: {'; '.join(loaded.warnings)})"
     return {
@@ -282,8 +283,8 @@ def check_sources(
             **details,
             "published": published,
             "desired": None,
-            "message": f"{names}: {published} published prefixes (the desired set is not "
-            "computed: the target's configuration failed)",
+            "message": f"{names}: {counted(published, 'published prefix', 'published prefixes')}"
+            " (the desired set is not computed: the target's configuration failed)",
         }
         return None
     desired = desired_set(ranges, settings)
@@ -292,6 +293,7 @@ def check_sources(
         **details,
         "published": published,
         "desired": len(desired),
-        "message": f"{names}: {published} published prefixes, {len(desired)} desired CIDRs",
+        "message": f"{names}: {counted(published, 'published prefix', 'published prefixes')}, "
+        f"{counted(len(desired), 'desired CIDR')}",
     }
     return desired
