@@ -116,10 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
         "check",
         help="preflight: configuration, token, rules, enforcement, lock-out, feed; writes nothing",
         description="Answer, before anything is written, whether a sync can succeed: the "
-        "configuration, the token reading the account (write permission is known only when "
-        "it writes), the account's rules with the owned rule and any rule to adopt, enforcement, "
-        "whether a rule besides the owned one lets this job in, and the feed fetched now. "
-        "Exit 0 only when no check fails; 77 token refused, 78 bad configuration, 1 otherwise.",
+        "configuration, the token reading the account (write permission is known only when it "
+        "writes), its rules (owned, to adopt), enforcement, whether another rule lets this job "
+        "in, the feed; with --config, each source once, then these checks per target. Exit 0 "
+        "only when no check fails; 77 token refused, 78 bad configuration, 1 otherwise.",
     )
     check.add_argument(
         "--output", choices=("text", "json"), default="text", help="text (default) or JSON"
@@ -129,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--source-file", metavar="PATH", help="check this service-tags file ('-' for stdin)"
     )
     check_source.add_argument("--source-url", metavar="URL", help="check this download")
+    _add_config_arguments(check)
     _add_config_arguments(checkip_args.add_parser(commands))
     return parser
 
@@ -313,6 +314,11 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    if _config_path(args) is not None or args.target:  # a config file (--target needs one)
+        from allowlist_sync.commands.check_fleet import check_config_file
+
+        _configure_logs_from_env()
+        return check_config_file(args, sys.stdout)
     from allowlist_sync.commands.check import run_check
     from allowlist_sync.commands.preflight import FeedSource
     from allowlist_sync.config import check_source_url

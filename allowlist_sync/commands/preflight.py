@@ -22,6 +22,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
 from allowlist_sync.cidrs import Network
 from allowlist_sync.config import Settings
 from allowlist_sync.dbt.client import DbtClient
@@ -40,6 +42,8 @@ log = get_logger(__name__)
 
 #: The checks in the order they are reported.
 CHECKS = ("config", "api", "write", "rules", "enforcement", "caller", "feed")
+#: The checks that read the account (skipped together when it cannot be read).
+ACCOUNT_CHECKS = ("api", "rules", "enforcement", "caller")
 WRITE_UNKNOWN = (
     "unknown (only a write proves it: the dbt API has no dry-run write; a token without write "
     "permission fails `sync` with a 403, exit 77, nothing written)"
@@ -52,10 +56,12 @@ class Preflight:
 
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)
     errors: list[AllowlistSyncError] = field(default_factory=list)
+    #: The checks' names in report order (a config file's target has `sources` for `feed`).
+    names: tuple[str, ...] = CHECKS
 
     @property
     def failed(self) -> list[str]:
-        return [name for name in CHECKS if self.checks.get(name, {}).get("ok") is False]
+        return [name for name in self.names if self.checks.get(name, {}).get("ok") is False]
 
     @property
     def exit_code(self) -> ExitCode:
@@ -102,20 +108,37 @@ def run_preflight(settings: Settings, source: FeedSource | None = None) -> Prefl
     result.checks["write"] = {"ok": None, "permission": "unknown", "message": WRITE_UNKNOWN}
     with run_deadline(settings.run_timeout):
         desired = check_feed(settings, source, result)
-        try:
-            with DbtClient.connect(
-                settings.dbt_connection(), owned_rule_name=settings.rule_name
-            ) as client:
-                rules = check_api(client, settings, result)
-                if rules is not None:
-                    owned_id = check_rules(rules, desired, settings, result)
-                    check_caller(client, rules, owned_id, result)
-        except AllowlistSyncError as exc:  # the client's own setup (a token it cannot send)
-            result.fail("api", exc)
-    for name in ("api", "rules", "enforcement", "caller"):
-        result.checks.setdefault(name, skipped("the dbt API could not be read"))
+        check_account(settings, desired, result)
     log.info("check_finished", ok=not result.failed, failed=result.failed)
     return result
+
+
+def check_account(
+    settings: Settings,
+    desired: tuple[Network, ...] | None,
+    result: Preflight,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> None:
+    """The checks that read the account (api, rules, enforcement, caller) against `desired`
+    (None: unknown, the source failed); a check that cannot run is recorded as skipped."""
+    try:
+        with DbtClient.connect(
+            settings.dbt_connection(), owned_rule_name=settings.rule_name, transport=transport
+        ) as client:
+            rules = check_api(client, settings, result)
+            if rules is not None:
+                owned_id = check_rules(rules, desired, settings, result)
+                check_caller(client, rules, owned_id, result)
+    except AllowlistSyncError as exc:  # the client's own setup (a token it cannot send)
+        result.fail("api", exc)
+    skip_account_checks(result, "the dbt API could not be read")
+
+
+def skip_account_checks(result: Preflight, reason: str) -> None:
+    """Mark each account check that has no result yet as skipped for `reason`."""
+    for name in ACCOUNT_CHECKS:
+        result.checks.setdefault(name, skipped(reason))
 
 
 def check_feed(
@@ -300,7 +323,8 @@ def rules_summary(
     adoption = (
         "no other allow rule holds half of the desired set"
         if desired is not None
-        else "whether another rule should be adopted is unknown (the feed could not be fetched)"
+        else "whether another rule should be adopted is unknown (the desired set is not known: "
+        "its source failed)"
     )
     return (
         f"{len(rules)} rule(s); the owned rule {name!r} does not exist yet (the first sync "
