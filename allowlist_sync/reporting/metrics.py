@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
@@ -201,14 +201,14 @@ class SyncMetrics:
                 v.consecutive_failures = float(max(consecutive_failures, 0))
                 v.known = True
 
-    def restore(self, text: str) -> None:
+    def restore(self, text: str, *, targets: Collection[str] | None = None) -> None:
         """Carry counters and last success times over from an earlier exposition (a textfile).
 
         Each target keeps its own values; a sample without a `target` label (written before
-        there were targets) belongs to the default target. Only targets this SyncMetrics
-        knows are restored, when it knows any: a target removed from the configuration is
-        not exported for ever. Raises ValueError when `text` is not in the Prometheus text
-        format.
+        there were targets) belongs to the default target. Only `targets` (by default the
+        targets this SyncMetrics knows, when it knows any) are restored: a target removed from
+        the configuration is not exported for ever. Raises ValueError when `text` is not in
+        the Prometheus text format.
         """
         counters = {
             f"{PREFIX}_cidrs_added_total": "cidrs_added",
@@ -217,7 +217,7 @@ class SyncMetrics:
         }
         families = list(text_string_to_metric_families(text))  # parse it all before changing
         with self._lock:
-            only = set(self._targets) or None
+            only = set(targets) if targets is not None else set(self._targets) or None
             for family in families:
                 for sample in family.samples:
                     if sample.name == f"{PREFIX}_runs_skipped_total":

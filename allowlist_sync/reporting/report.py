@@ -75,10 +75,12 @@ class Reporter:
         if targets is None:
             targets = [ReportTarget.of_settings(run)] if isinstance(run, Settings) else []
         self.targets: dict[str, ReportTarget] = {t.name: t for t in targets}
+        # A one-shot run exports the targets it ran (and the last success of the others, from
+        # the textfile), not a failure streak of 0 for a target that did not run.
         self.metrics = (
             metrics
             if metrics is not None
-            else SyncMetrics(one_shot=not serve, targets=list(self.targets))
+            else SyncMetrics(one_shot=not serve, targets=list(self.targets) if serve else [])
         )
         self._webhook_transport = webhook_transport
         self._state_dir = run.cache_dir or default_cache_dir()
@@ -242,7 +244,7 @@ class Reporter:
             log.warning("metrics_file_unparsable", path=str(path), error=str(exc))
             return
         try:
-            self.metrics.restore(text)
+            self.metrics.restore(text, targets=list(self.targets) or None)
         except ValueError as exc:
             log.warning("metrics_file_unparsable", path=str(path), error=str(exc))
 

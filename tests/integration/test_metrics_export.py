@@ -197,4 +197,6 @@ def test_a_textfile_keeps_the_targets_a_subset_run_left_out(tmp_path: Path) -> N
     assert after[(name, "prod-eu")] == before[(name, "prod-eu")]
     assert after[(name, "prod-us")] == before[(name, "prod-us")]
     assert after[("allowlist_sync_last_run_success", "prod-us")] == 0
+    # What prod-eu did not do this time is not exported as if it had (a streak of 0).
     assert ("allowlist_sync_last_run_success", "prod-eu") not in after
+    assert ("allowlist_sync_consecutive_failures", "prod-eu") not in after
