@@ -5,7 +5,10 @@ The benchmark driver is a large process (it hosts the emulator); on Linux a chil
 it inherits that high-water mark in `ru_maxrss` even after exec. Spawning from this small
 process instead keeps the measured peak RSS the command's own.
 
-usage: spawn.py COMMAND [ARG ...]
+usage: spawn.py [--stderr FILE] COMMAND [ARG ...]
+
+With `--stderr FILE` the command's stderr (its log events) is written to FILE, for the driver
+to count events in; otherwise it is discarded, as stdout always is.
 """
 
 import json
@@ -14,8 +17,13 @@ import subprocess
 import sys
 import time
 
+argv = sys.argv[1:]
+stderr = subprocess.DEVNULL
+if argv[:1] == ["--stderr"]:
+    stderr = open(argv[1], "wb")  # noqa: SIM115 - held until this short process exits
+    argv = argv[2:]
 started = time.perf_counter()
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=stderr)
 _, status, usage = os.wait4(proc.pid, 0)
 elapsed = time.perf_counter() - started
 print(
