@@ -7,7 +7,8 @@ the one the emulator took, into a folder laid out as the repository's root (its 
 a link to the real one, so the relative snapshot paths hold). Every command of the second block
 then runs there with its exports, and nothing else from the environment, in this process through
 `main` (a plain `allowlist-sync ARGS` line, which the test checks holds nothing the shell would
-change). Both sources are files: nothing reaches the internet.
+change). Both sources are files: nothing reaches the internet. Two more tests try what a reader
+may get wrong, as the README warns: the banner's exports pasted, a token export forgotten.
 """
 
 from __future__ import annotations
@@ -112,14 +113,25 @@ def emulator_port() -> Iterator[str]:
         assert proc.wait(timeout=10) == 0
 
 
+def lay_out(folder: Path, address: str) -> Path:
+    """`folder` laid out as the repository's root, holding the README's config file with its
+    dbt host at `address`."""
+    (folder / "allowlist_sync").symlink_to(ROOT / "allowlist_sync", target_is_directory=True)
+    (folder / EXAMPLE).parent.mkdir()
+    (folder / EXAMPLE).write_text(CONFIG.replace(PORT, address))
+    return folder
+
+
 @pytest.fixture
 def repository(tmp_path: Path, emulator_port: str) -> Path:
-    """A folder laid out as the repository's root, holding the README's config file with the
-    emulator's real port."""
-    (tmp_path / "allowlist_sync").symlink_to(ROOT / "allowlist_sync", target_is_directory=True)
-    (tmp_path / EXAMPLE).parent.mkdir()
-    (tmp_path / EXAMPLE).write_text(CONFIG.replace(PORT, emulator_port))
-    return tmp_path
+    """The repository's layout, the config file naming the emulator's real port."""
+    return lay_out(tmp_path, emulator_port)
+
+
+@pytest.fixture
+def nowhere(tmp_path: Path) -> Path:
+    """The repository's layout, the config file naming a closed port (the discard port)."""
+    return lay_out(tmp_path, "127.0.0.1:9")
 
 
 def test_the_section_starts_the_emulator_then_runs_the_file() -> None:
@@ -169,12 +181,7 @@ def test_every_command_works_as_written(
     """With the section's exports and no internet, each command exits as the README promises,
     prints what it shows, and both accounts end holding exactly their sources' ranges."""
     monkeypatch.chdir(repository)
-    cache = os.environ["ALLOWLIST_SYNC_CACHE_DIR"]  # the per-test cache of the autouse fixture
-    for name in list(os.environ):
-        if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("ALLOWLIST_SYNC_CACHE_DIR", cache)
-    monkeypatch.setenv("ALLOWLIST_SYNC_RETRY_BACKOFF", "0")
+    clean_env(monkeypatch, ALLOWLIST_SYNC_RETRY_BACKOFF="0")
     outputs = []
     for step in RUNS:
         if step.argv[0] == "export":  # what the shell would do with it
@@ -182,12 +189,7 @@ def test_every_command_works_as_written(
             monkeypatch.setenv(name, value)
             continue
         assert not SHELL_SPECIALS & set(step.line), f"the shell would change {step.line!r}"
-        capsys.readouterr()
-        try:
-            code = main(step.argv[1:])
-        finally:
-            out, err = capsys.readouterr()
-            structlog.reset_defaults()
+        code, out, err = run_main(step.argv[1:], capsys)
         assert code == step.exit_code, f"{step.line}\n{out}\n{err}"
         outputs.append(out)
     dry_run, sandbox, pending, applied, in_sync, refused = outputs
@@ -202,6 +204,66 @@ def test_every_command_works_as_written(
         state = httpx.get(f"http://{emulator_port}/_emulator/state?account={account}").json()
         (rule,) = state["rules"]
         assert rule["name"] == "allowlist-sync: SCIM" and len(rule["cidrs"]) == count
+
+
+def clean_env(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    """Nothing of this process's ALLOWLIST_SYNC_* / DBT_CLOUD_* settings but its cache, plus
+    `extra`."""
+    cache = os.environ["ALLOWLIST_SYNC_CACHE_DIR"]  # the per-test cache of the autouse fixture
+    for name in list(os.environ):
+        if name.startswith(("ALLOWLIST_SYNC_", "DBT_CLOUD_")):
+            monkeypatch.delenv(name)
+    for name, value in {"ALLOWLIST_SYNC_CACHE_DIR": cache, **extra}.items():
+        monkeypatch.setenv(name, value)
+
+
+def run_main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """`allowlist-sync ARGV` in this process: its exit code, stdout and stderr."""
+    capsys.readouterr()
+    try:
+        code = main(argv)
+    finally:
+        out, err = capsys.readouterr()
+        structlog.reset_defaults()
+    return code, out, err
+
+
+def test_the_banners_exports_pasted_beside_the_file_are_refused(
+    nowhere: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the README warns: with the emulator's exports pasted, the first run exits 78 naming
+    them, before any account is called."""
+    monkeypatch.chdir(nowhere)
+    clean_env(
+        monkeypatch,
+        DBT_CLOUD_HOST_URL="http://127.0.0.1:9",
+        DBT_CLOUD_ACCOUNT_ID="12345",
+        DBT_CLOUD_TOKEN="dbtc_emulator_token",
+        PROD_DBT_TOKEN="dbtc_emulator_token",
+        SANDBOX_DBT_TOKEN="dbtc_sandbox_token",
+    )
+    code, out, err = run_main(RUNS[2].argv[1:], capsys)
+    assert code == 78
+    for name in ("DBT_CLOUD_ACCOUNT_ID", "DBT_CLOUD_HOST_URL", "DBT_CLOUD_TOKEN"):
+        assert name in out + err
+    assert "dbtc_emulator_token" not in out + err
+
+
+def test_a_forgotten_token_export_fails_each_target_alone(
+    nowhere: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As the README says: an unset `token_env` variable fails its target (78) and names it;
+    the other target still runs (here, against a closed port: exit 1, which outranks 78)."""
+    monkeypatch.chdir(nowhere)
+    clean_env(monkeypatch, PROD_DBT_TOKEN="dbtc_emulator_token", ALLOWLIST_SYNC_RETRY_ATTEMPTS="1")
+    code, out, _ = run_main([*RUNS[2].argv[1:], "--output", "json"], capsys)
+    result = json.loads(out)
+    prod, sandbox = result["targets"]
+    assert (
+        sandbox["error"]["kind"] == "config" and "SANDBOX_DBT_TOKEN" in sandbox["error"]["message"]
+    )
+    assert prod["error"] is not None and prod["error"]["kind"] != "config"
+    assert code == 1 and result["status"] == "failed"
 
 
 def test_the_exit_code_order_is_the_one_the_code_uses() -> None:
