@@ -226,13 +226,17 @@ def test_version_and_help() -> None:
 
 
 def test_demo_runs_the_whole_job() -> None:
-    """`allowlist-sync demo` runs dry-run, apply and a no-op against its own emulator."""
+    """`allowlist-sync demo` runs dry-run, apply and a no-op over two targets, offline."""
     result = run_cli("demo", env=cli_env())
     assert result.code == 0, result.stderr
-    assert "Plan: add 3, remove 2, keep 213." in result.stdout
-    assert "Applied: 3 added, 2 removed; verified 216 CIDRs" in result.stdout
-    assert "No changes. The rule holds exactly the desired 216 CIDRs." in result.stdout
-    assert "Other rules untouched: Office VPN; enforcement still off." in result.stdout
+    assert "=== target prod: account 12345, rule 'allowlist-sync: SCIM' ===" in result.stdout
+    assert "=== target sandbox: account 67890, rule 'allowlist-sync: SCIM' ===" in result.stdout
+    assert "Plan: add 5, remove 2, keep 240." in result.stdout
+    assert "Applied: 5 added, 2 removed; verified 245 CIDRs" in result.stdout
+    assert "No changes. The rule holds exactly the desired 29 CIDRs." in result.stdout
+    assert result.stdout.rstrip().endswith(
+        "Other rules untouched: Office VPN (prod); enforcement still off in both accounts."
+    )
 
 
 def test_an_unexpected_error_is_one_redacted_event(tmp_path: Path) -> None:
