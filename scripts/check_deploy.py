@@ -555,15 +555,20 @@ def check_fleet_config(checks: Checks, where: str, text: str, facts: FleetFacts)
         folder, file = posixpath.split(path or "")
         if path is None or folder not in facts.secret_dirs:
             checks.fail(
-                f"{where}: target {name}: token_file {raw!r} is in no read-only Secret mount "
-                f"(mounted: {sorted(facts.secret_dirs)})"
+                f"{where}: target {name}: token_file {raw!r} is in no read-only token mount "
+                f"(a Secret; in compose a directory .gitignore keeps out): "
+                f"{sorted(facts.secret_dirs)}"
             )
             continue
         held = facts.secret_dirs[folder]
         checks.expect(
             held is None or file in held,
-            f"{where}: target {name}: token_file {raw!r} is a key of the Secret mounted at "
-            f"{folder} (keys: {sorted(held or ())})",
+            f"{where}: target {name}: token_file {raw!r} is "
+            + (
+                f"a key of the Secret mounted at {folder} (keys: {sorted(held)})"
+                if held is not None
+                else f"in the read-only token mount {folder}"
+            ),
         )
     check_read_config(checks, where, text, facts, [t["name"] for t in targets])
 
@@ -999,54 +1004,110 @@ def check_monitoring(checks: Checks, repo: Path, kubectl: str, versions: list[st
         )
 
 
-def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]) -> None:
-    src = repo / "deploy" / "compose"
+def compose_config(
+    checks: Checks, src: Path, compose_bin: str, file: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """`docker compose config` of deploy/compose/FILE: the whole config and its one service."""
+    where = f"deploy/compose/{file}"
     with tempfile.TemporaryDirectory() as tmp:
         # A copy, so the required env_file can come from .env.example without touching the tree.
         project = Path(tmp) / "compose"
         shutil.copytree(src, project)
         shutil.copy(project / ".env.example", project / ".env")
         result = subprocess.run(
-            [compose_bin, "--project-directory", str(project), "-f", str(project / "compose.yaml"),
+            [compose_bin, "--project-directory", str(project), "-f", str(project / file),
              "config", "--format", "json"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
     if not checks.expect(
-        result.returncode == 0, f"deploy/compose: docker compose config {result.stderr.strip()}"
+        result.returncode == 0, f"{where}: docker compose config {result.stderr.strip()}"
     ):
-        return
+        return None
     config = json.loads(result.stdout)
     services = config.get("services", {})
-    if not checks.expect(len(services) == 1, "deploy/compose: one service"):
-        return
+    if not checks.expect(len(services) == 1, f"{where}: one service"):
+        return None
     (svc,) = services.values()
-    checks.expect(svc.get("command") == ["serve"], "deploy/compose: runs serve")
-    checks.expect(svc.get("read_only") is True, "deploy/compose: read_only root filesystem")
-    checks.expect(svc.get("restart") == "unless-stopped", "deploy/compose: restart unless-stopped")
+    return config, svc
+
+
+def check_compose_service(
+    checks: Checks, where: str, svc: dict[str, Any], image: dict[str, Any]
+) -> None:
+    """The promises every compose service keeps: serve, hardened, cache volume, healthcheck."""
+    checks.expect(svc.get("command") == ["serve"], f"{where}: runs serve")
+    checks.expect(svc.get("read_only") is True, f"{where}: read_only root filesystem")
+    checks.expect(svc.get("restart") == "unless-stopped", f"{where}: restart unless-stopped")
     checks.expect(
         svc.get("user") == f"{image.get('uid')}:{image.get('uid')}",
-        "deploy/compose: runs as the image's uid:gid",
-    )
-    checks.expect(
-        "DBT_CLOUD_ACCOUNT_ID" in svc.get("environment", {}),
-        "deploy/compose: settings from env_file",
+        f"{where}: runs as the image's uid:gid",
     )
     targets = {v.get("target") for v in svc.get("volumes", [])}
     tmpfs = [t.split(":")[0] for t in svc.get("tmpfs", [])]
     checks.expect(
         image.get("cache_dir") in targets and TMP_DIR in tmpfs,
-        "deploy/compose: volume on the cache dir, tmpfs on /tmp",
+        f"{where}: volume on the cache dir, tmpfs on /tmp",
     )
     checks.expect(
         svc.get("healthcheck", {}).get("test") == ["CMD", *image.get("healthcheck", [])],
-        "deploy/compose: healthcheck is the image's HEALTHCHECK",
+        f"{where}: healthcheck is the image's HEALTHCHECK",
     )
     checks.expect(
         svc.get("cap_drop") == ["ALL"] and "no-new-privileges:true" in svc.get("security_opt", []),
-        "deploy/compose: all capabilities dropped, no-new-privileges",
+        f"{where}: all capabilities dropped, no-new-privileges",
     )
-    check_setting_names(
-        checks, "deploy/compose", set(svc.get("environment", {})), image["settings"]
+    check_setting_names(checks, where, set(svc.get("environment", {})), image["settings"])
+
+
+def check_compose_fleet(
+    checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]
+) -> None:
+    """compose.fleet.yaml: serve over a mounted config file, one token file per target."""
+    src = repo / "deploy" / "compose"
+    where = "deploy/compose/compose.fleet.yaml"
+    found = compose_config(checks, src, compose_bin, "compose.fleet.yaml")
+    if found is None:
+        return
+    config, svc = found
+    check_compose_service(checks, where, svc, image)
+    environment = {k: str(v) for k, v in svc.get("environment", {}).items()}
+    ignored = (src / ".gitignore").read_text().split() if (src / ".gitignore").is_file() else []
+    binds = [v for v in svc.get("volumes", []) if v.get("type") == "bind"]
+    checks.expect(
+        not svc.get("secrets") and not config.get("secrets"),
+        f"{where}: no compose secrets (the tokens are the read-only tokens directory)",
+    )
+    facts = FleetFacts(image["target_names"], image.get("project_python"), env=environment)
+    path = environment.get(CONFIG_ENV, "")
+    mount = next((v for v in binds if v.get("target") == path), {})
+    source = src / Path(mount.get("source", "/nonexistent")).name
+    if not checks.expect(
+        posixpath.isabs(path) and mount.get("read_only") is True and source.is_file(),
+        f"{where}: {CONFIG_ENV} {path!r} is a file beside it, bind-mounted read-only",
+    ):
+        return
+    for bind in binds:
+        name = Path(bind.get("source", "")).name
+        if bind is mount or not (name in ignored or f"{name}/" in ignored):
+            continue
+        if checks.expect(
+            bind.get("read_only") is True, f"{where}: {name}/ (kept out of git) mounted read-only"
+        ):
+            facts.secret_dirs[bind["target"].rstrip("/")] = None
+    facts.config_dir = posixpath.dirname(path)
+    check_fleet_config(checks, where, source.read_text(), facts)
+
+
+def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]) -> None:
+    src = repo / "deploy" / "compose"
+    found = compose_config(checks, src, compose_bin, "compose.yaml")
+    if found is None:
+        return
+    config, svc = found
+    check_compose_service(checks, "deploy/compose", svc, image)
+    checks.expect(
+        "DBT_CLOUD_ACCOUNT_ID" in svc.get("environment", {}),
+        "deploy/compose: settings from env_file",
     )
     # The token: a compose secret (a file, mounted read-only under /run/secrets), never an
     # environment variable, and the file is kept out of git.
@@ -1139,6 +1200,7 @@ def main() -> int:
     check_kubernetes(checks, args.repo, args.kubectl, versions, image)
     check_monitoring(checks, args.repo, args.kubectl, versions)
     check_compose(checks, args.repo, args.compose, image)
+    check_compose_fleet(checks, args.repo, args.compose, image)
     check_locks(checks, args.repo)
     print(f"{checks.passed} deploy checks passed, {checks.failures} failed")
     return 1 if checks.failures else 0
