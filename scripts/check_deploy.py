@@ -16,6 +16,11 @@ the kubectl and docker-compose binaries). Failed checks print one line each (all
   pushgateway overlay may reach the Pushgateway, and only Prometheus' namespace may reach serve;
 - compose.yaml passes `docker compose config`, has the keys the README relies on, and reads the
   token from a compose secret file, never from the environment;
+- a config-file setup (the kubernetes fleet overlay, compose.fleet.yaml): ALLOWLIST_SYNC_CONFIG
+  names a file mounted read-only, no variable of the environment's one target
+  (config.target_env_names()) reaches the container, every target's token_file lies in a
+  read-only Secret mount (a key of the example Secret), and the mounted file is read by the
+  project's own `load_run_settings` + `read_config` (with the project's venv; tomllib otherwise);
 - deploy/monitoring: the alerting rules name only the metrics the program exports, each alert
   has a severity and a runbook in docs/running.md, and the PrometheusRule (checked structurally:
   kubernetes-validate has no schema for that CRD) is rules.yaml, generated
@@ -28,12 +33,14 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -44,6 +51,8 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 TOKEN_PATH = "/var/run/secrets/allowlist-sync/token"  # noqa: S105 (a path, not a token)
+# A config file of targets instead of the environment's one target (docs/config.md).
+CONFIG_ENV = "ALLOWLIST_SYNC_CONFIG"
 SECRET_NAME = "allowlist-sync-token"  # noqa: S105 (a name, not a token)
 TMP_DIR = "/tmp"  # noqa: S108 (where the manifests mount an emptyDir/tmpfs, not a temp file)
 # dbt platform service tokens look like dbtc_ followed by a long random string.
@@ -185,8 +194,9 @@ def check_pod(
     spec: dict[str, Any],
     image: dict[str, Any],
     claims: dict[str, dict[str, Any]],
+    fleet: bool = False,
 ) -> None:
-    """The promises every allowlist-sync pod keeps."""
+    """The promises every allowlist-sync pod keeps (a fleet's tokens: check_fleet_pod)."""
     uid = image["uid"]
     psc = spec.get("securityContext", {})
     checks.expect(
@@ -218,14 +228,16 @@ def check_pod(
     token_dir = str(Path(env.get("DBT_CLOUD_TOKEN_FILE", "/")).parent)
     token_mount = mounts.get(token_dir, {})
     token_volume = volumes.get(token_mount.get("name", ""), {})
-    checks.expect(
-        env.get("DBT_CLOUD_TOKEN_FILE") == TOKEN_PATH
-        and "DBT_CLOUD_TOKEN" not in env
-        and token_mount.get("readOnly") is True
-        and token_volume.get("secret", {}).get("secretName") == SECRET_NAME
-        and {"key": "token", "path": "token"} in token_volume.get("secret", {}).get("items", []),
-        f"{where}: token read from Secret {SECRET_NAME} mounted at {TOKEN_PATH}",
-    )
+    if not fleet:
+        checks.expect(
+            env.get("DBT_CLOUD_TOKEN_FILE") == TOKEN_PATH
+            and "DBT_CLOUD_TOKEN" not in env
+            and token_mount.get("readOnly") is True
+            and token_volume.get("secret", {}).get("secretName") == SECRET_NAME
+            and {"key": "token", "path": "token"}
+            in token_volume.get("secret", {}).get("items", []),
+            f"{where}: token read from Secret {SECRET_NAME} mounted at {TOKEN_PATH}",
+        )
     checks.expect(
         any("configMapRef" in ref for ref in container.get("envFrom", [])),
         f"{where}: settings from a ConfigMap (envFrom)",
@@ -403,6 +415,198 @@ def check_cronjob(
     checks.expect(args == want, f"{where}: args {args} == {want}")
 
 
+# Run by the project's own Python (the venv of `pip install -e .`): the program's reading of a
+# mounted config file, in the environment the container gets. Prints one JSON object.
+READ_CONFIG = """
+import json, sys
+from pathlib import Path
+from allowlist_sync.config import load_run_settings, target_env_names
+from allowlist_sync.config.file import read_config
+from allowlist_sync.errors import AllowlistSyncError
+result = {"target_env_names": sorted(target_env_names())}
+try:
+    config = read_config(Path(sys.argv[1]), load_run_settings(config_file=sys.argv[1]))
+except AllowlistSyncError as exc:
+    result["error"] = str(exc)
+else:
+    result["targets"] = [t.name for t in config.targets]
+print(json.dumps(result))
+"""
+
+
+@dataclass
+class FleetFacts:
+    """What a config-file setup is checked against: its container's environment and mounts."""
+
+    target_names: set[str]  # config.target_env_names(), from the source
+    project_python: str | None
+    env: dict[str, str] = field(default_factory=dict)  # literal values: envFrom, then env
+    secret_env: set[str] = field(default_factory=set)  # variables set from a Secret
+    config_dir: str = "/"  # where the config file is mounted in the container
+    # mount path -> the file names a read-only Secret mount holds (None: whatever it holds)
+    secret_dirs: dict[str, set[str] | None] = field(default_factory=dict)
+
+
+def pod_env(container: dict[str, Any], docs: list[dict[str, Any]]) -> dict[str, str]:
+    """The container's variables with literal values: envFrom ConfigMaps first, then env."""
+    maps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in find(docs, "ConfigMap")}
+    env: dict[str, str] = {}
+    for ref in container.get("envFrom", []):
+        if "configMapRef" in ref:
+            data = maps.get(ref["configMapRef"].get("name", ""), {})
+            env.update({ref.get("prefix", "") + k: str(v) for k, v in data.items()})
+    env.update(env_of(container))
+    return env
+
+
+def check_fleet_pod(
+    checks: Checks,
+    where: str,
+    spec: dict[str, Any],
+    docs: list[dict[str, Any]],
+    examples: dict[str, set[str]],
+    facts: FleetFacts,
+) -> None:
+    """A pod whose targets a mounted config file describes: the file, the tokens, no target env."""
+    (container,) = spec["containers"]
+    facts.env = pod_env(container, docs)
+    facts.secret_env = {
+        e["name"] for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})
+    }
+    checks.expect(
+        not any("secretRef" in ref for ref in container.get("envFrom", [])),
+        f"{where}: no envFrom Secret (its variables cannot be checked against the config file)",
+    )
+    mounts = {m["mountPath"].rstrip("/"): m for m in container.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    facts.secret_dirs = {}
+    for path, mount in mounts.items():
+        secret = volumes.get(mount["name"], {}).get("secret")
+        if secret is None or mount.get("readOnly") is not True or "subPath" in mount:
+            continue
+        items = secret.get("items")
+        held = {i["path"] for i in items} if items else examples.get(secret["secretName"])
+        checks.expect(
+            held is not None,
+            f"{where}: Secret {secret['secretName']} mounted at {path} has a secret.example.yaml "
+            "beside the kustomization (the keys its config file's token_file names)",
+        )
+        facts.secret_dirs[path] = held
+    path = facts.env.get(CONFIG_ENV, "")
+    mount = mounts.get(posixpath.dirname(path), {})
+    source = volumes.get(mount.get("name", ""), {}).get("configMap", {})
+    items = {i["path"]: i["key"] for i in source.get("items", [])} or None
+    key = (items or {}).get(posixpath.basename(path), posixpath.basename(path))
+    maps = {cm["metadata"]["name"]: cm.get("data", {}) for cm in find(docs, "ConfigMap")}
+    data = maps.get(source.get("name", ""), {})
+    if not checks.expect(
+        posixpath.isabs(path)
+        and mount.get("readOnly") is True
+        and "subPath" not in mount
+        and (items is None or posixpath.basename(path) in items)
+        and key in data,
+        f"{where}: {CONFIG_ENV} {path!r} is a file of a ConfigMap of this kustomization, "
+        "mounted read-only (a directory mount: a new ConfigMap reaches the next run)",
+    ):
+        return
+    facts.config_dir = posixpath.dirname(path)
+    check_fleet_config(checks, where, data[key], facts)
+
+
+def resolve_in(folder: str, raw: str) -> str | None:
+    """A config file's path as the program resolves it in the container; None for `~`."""
+    if raw.startswith("~"):
+        return None
+    return posixpath.normpath(posixpath.join(folder, raw))
+
+
+def check_fleet_config(checks: Checks, where: str, text: str, facts: FleetFacts) -> None:
+    """The mounted config file: read as the program reads it, every token in a Secret mount."""
+    leaked = sorted(n for n in facts.env if n.upper() in facts.target_names)
+    checks.expect(
+        not leaked,
+        f"{where}: no variable of the environment's one target beside {CONFIG_ENV} (the "
+        f"program refuses them, exit 78) {leaked or ''}",
+    )
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        checks.fail(f"{where}: the mounted config file is not TOML: {exc}")
+        return
+    targets = document.get("targets")
+    if not checks.expect(
+        isinstance(targets, list)
+        and bool(targets)
+        and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in targets),
+        f"{where}: the mounted config file has [[targets]], each with a name",
+    ):
+        return
+    for target in targets:
+        name = target["name"]
+        if "token_env" in target:
+            checks.expect(
+                target["token_env"] in facts.secret_env,
+                f"{where}: target {name}: token_env {target['token_env']!r} is set from a "
+                "Secret (secretKeyRef)",
+            )
+            continue
+        raw = target.get("token_file")
+        path = resolve_in(facts.config_dir, str(raw or ""))
+        folder, file = posixpath.split(path or "")
+        if path is None or folder not in facts.secret_dirs:
+            checks.fail(
+                f"{where}: target {name}: token_file {raw!r} is in no read-only token mount "
+                f"(a Secret; in compose a directory .gitignore keeps out): "
+                f"{sorted(facts.secret_dirs)}"
+            )
+            continue
+        held = facts.secret_dirs[folder]
+        checks.expect(
+            held is None or file in held,
+            f"{where}: target {name}: token_file {raw!r} is "
+            + (
+                f"a key of the Secret mounted at {folder} (keys: {sorted(held)})"
+                if held is not None
+                else f"in the read-only token mount {folder}"
+            ),
+        )
+    check_read_config(checks, where, text, facts, [t["name"] for t in targets])
+
+
+def check_read_config(
+    checks: Checks, where: str, text: str, facts: FleetFacts, names: list[str]
+) -> None:
+    """The program itself reads the file, in the container's environment (project venv)."""
+    if facts.project_python is None:
+        checks.note(
+            f"{where}: config file checked with tomllib only: no project venv to run "
+            "read_config (python3 -m venv .venv && .venv/bin/pip install -e .)"
+        )
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "config.toml"
+        path.write_text(text)
+        result = subprocess.run(
+            [facts.project_python, "-c", READ_CONFIG, str(path)],
+            capture_output=True, text=True, check=False, env=facts.env,
+        )  # fmt: skip
+    try:
+        answer = json.loads(result.stdout)
+    except ValueError:
+        checks.fail(f"{where}: read_config did not run: {result.stderr.strip()[-400:]}")
+        return
+    error = str(answer.get("error", "")).replace(str(path), "config.toml")
+    checks.expect(
+        not error and answer.get("targets") == names,
+        f"{where}: the program reads the mounted config file in the container's environment "
+        f"(load_run_settings + read_config) {error}",
+    )
+    checks.expect(
+        set(answer["target_env_names"]) == facts.target_names,
+        "scripts/check_deploy.py: target_env_names() parsed from settings.py matches the package's",
+    )
+
+
 def check_deployment(checks: Checks, where: str, deployment: dict[str, Any], port: int) -> None:
     spec = deployment["spec"]
     (container,) = spec["template"]["spec"]["containers"]
@@ -430,7 +634,39 @@ def setting_names(config_dir: Path) -> set[str]:
         for node in cls.body
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
     }
-    return {"ALLOWLIST_SYNC_" + field.upper() for field in fields}
+    other = {
+        node.value
+        for assign in ast.parse((config_dir / "environment.py").read_text()).body
+        if isinstance(assign, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == "OTHER_ENV_NAMES" for t in assign.targets)
+        for node in ast.walk(assign.value)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
+    return {"ALLOWLIST_SYNC_" + field.upper() for field in fields} | other
+
+
+def target_env_names(config_dir: Path) -> set[str]:
+    """The variables of the environment's one target (config.target_env_names()): the fields
+    Settings adds to RunSettings, by their alias or ALLOWLIST_SYNC_ name. The program refuses
+    them beside a config file (exit 78)."""
+    names = set()
+    for cls in ast.parse((config_dir / "settings.py").read_text()).body:
+        if not (isinstance(cls, ast.ClassDef) and cls.name == "Settings"):
+            continue
+        for node in cls.body:
+            if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
+                continue
+            if node.target.id.startswith("_"):
+                continue
+            alias = [
+                kw.value.value
+                for kw in (node.value.keywords if isinstance(node.value, ast.Call) else [])
+                if kw.arg == "validation_alias"
+                and isinstance(kw.value, ast.Constant)
+                and isinstance(kw.value.value, str)
+            ]
+            names.add(alias[0] if alias else "ALLOWLIST_SYNC_" + node.target.id.upper())
+    return names
 
 
 def check_setting_names(checks: Checks, where: str, names: set[str], known: set[str]) -> None:
@@ -487,8 +723,23 @@ def check_kubernetes(
                 checks, load_docs(path.read_text()), str(path.relative_to(repo)), versions
             )
 
+    # Example Secrets (the base's token, the fleet overlay's tokens): never applied, no token.
+    examples: dict[Path, dict[str, set[str]]] = {}
+    for path in sorted(root.rglob("secret.example.yaml")):
+        shown = str(path.relative_to(repo))
+        checks.expect(path.resolve() not in named, f"{shown} is in no kustomization")
+        secrets = find(load_docs(path.read_text()), "Secret")
+        values = [v for s in secrets for v in s.get("stringData", {}).values()]
+        checks.expect(
+            bool(values)
+            and all(str(v).startswith("REPLACE") for v in values)
+            and not any("data" in s for s in secrets),
+            f"{shown}: placeholder values only, in stringData",
+        )
+        examples[path.parent] = {
+            s["metadata"]["name"]: set(s.get("stringData", {})) for s in secrets
+        }
     example = root / "secret.example.yaml"
-    checks.expect(example.resolve() not in named, "secret.example.yaml is in no kustomization")
     secret = load_docs(example.read_text())[0]
     token = str(secret.get("stringData", {}).get("token", ""))
     checks.expect(
@@ -542,7 +793,14 @@ def check_kubernetes(
                 w["metadata"].get("namespace") == "allowlist-sync",
                 f"{where}: {w['kind']} in namespace allowlist-sync",
             )
-            check_pod(checks, f"{where}: {w['kind']}", pod_spec(w), image, claims)
+            spec = pod_spec(w)
+            fleet = CONFIG_ENV in pod_env(spec["containers"][0], docs)
+            check_pod(checks, f"{where}: {w['kind']}", spec, image, claims, fleet=fleet)
+            if fleet:
+                facts = FleetFacts(image["target_names"], image.get("project_python"))
+                check_fleet_pod(
+                    checks, f"{where}: {w['kind']}", spec, docs, examples.get(kdir, {}), facts
+                )
         for cronjob in find(docs, "CronJob"):
             check_cronjob(checks, where, cronjob, docs, dry_run=kdir.name == "dry-run")
         for deployment in find(docs, "Deployment"):
@@ -746,54 +1004,110 @@ def check_monitoring(checks: Checks, repo: Path, kubectl: str, versions: list[st
         )
 
 
-def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]) -> None:
-    src = repo / "deploy" / "compose"
+def compose_config(
+    checks: Checks, src: Path, compose_bin: str, file: str
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """`docker compose config` of deploy/compose/FILE: the whole config and its one service."""
+    where = f"deploy/compose/{file}"
     with tempfile.TemporaryDirectory() as tmp:
         # A copy, so the required env_file can come from .env.example without touching the tree.
         project = Path(tmp) / "compose"
         shutil.copytree(src, project)
         shutil.copy(project / ".env.example", project / ".env")
         result = subprocess.run(
-            [compose_bin, "--project-directory", str(project), "-f", str(project / "compose.yaml"),
+            [compose_bin, "--project-directory", str(project), "-f", str(project / file),
              "config", "--format", "json"],
             capture_output=True, text=True, check=False,
         )  # fmt: skip
     if not checks.expect(
-        result.returncode == 0, f"deploy/compose: docker compose config {result.stderr.strip()}"
+        result.returncode == 0, f"{where}: docker compose config {result.stderr.strip()}"
     ):
-        return
+        return None
     config = json.loads(result.stdout)
     services = config.get("services", {})
-    if not checks.expect(len(services) == 1, "deploy/compose: one service"):
-        return
+    if not checks.expect(len(services) == 1, f"{where}: one service"):
+        return None
     (svc,) = services.values()
-    checks.expect(svc.get("command") == ["serve"], "deploy/compose: runs serve")
-    checks.expect(svc.get("read_only") is True, "deploy/compose: read_only root filesystem")
-    checks.expect(svc.get("restart") == "unless-stopped", "deploy/compose: restart unless-stopped")
+    return config, svc
+
+
+def check_compose_service(
+    checks: Checks, where: str, svc: dict[str, Any], image: dict[str, Any]
+) -> None:
+    """The promises every compose service keeps: serve, hardened, cache volume, healthcheck."""
+    checks.expect(svc.get("command") == ["serve"], f"{where}: runs serve")
+    checks.expect(svc.get("read_only") is True, f"{where}: read_only root filesystem")
+    checks.expect(svc.get("restart") == "unless-stopped", f"{where}: restart unless-stopped")
     checks.expect(
         svc.get("user") == f"{image.get('uid')}:{image.get('uid')}",
-        "deploy/compose: runs as the image's uid:gid",
-    )
-    checks.expect(
-        "DBT_CLOUD_ACCOUNT_ID" in svc.get("environment", {}),
-        "deploy/compose: settings from env_file",
+        f"{where}: runs as the image's uid:gid",
     )
     targets = {v.get("target") for v in svc.get("volumes", [])}
     tmpfs = [t.split(":")[0] for t in svc.get("tmpfs", [])]
     checks.expect(
         image.get("cache_dir") in targets and TMP_DIR in tmpfs,
-        "deploy/compose: volume on the cache dir, tmpfs on /tmp",
+        f"{where}: volume on the cache dir, tmpfs on /tmp",
     )
     checks.expect(
         svc.get("healthcheck", {}).get("test") == ["CMD", *image.get("healthcheck", [])],
-        "deploy/compose: healthcheck is the image's HEALTHCHECK",
+        f"{where}: healthcheck is the image's HEALTHCHECK",
     )
     checks.expect(
         svc.get("cap_drop") == ["ALL"] and "no-new-privileges:true" in svc.get("security_opt", []),
-        "deploy/compose: all capabilities dropped, no-new-privileges",
+        f"{where}: all capabilities dropped, no-new-privileges",
     )
-    check_setting_names(
-        checks, "deploy/compose", set(svc.get("environment", {})), image["settings"]
+    check_setting_names(checks, where, set(svc.get("environment", {})), image["settings"])
+
+
+def check_compose_fleet(
+    checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]
+) -> None:
+    """compose.fleet.yaml: serve over a mounted config file, one token file per target."""
+    src = repo / "deploy" / "compose"
+    where = "deploy/compose/compose.fleet.yaml"
+    found = compose_config(checks, src, compose_bin, "compose.fleet.yaml")
+    if found is None:
+        return
+    config, svc = found
+    check_compose_service(checks, where, svc, image)
+    environment = {k: str(v) for k, v in svc.get("environment", {}).items()}
+    ignored = (src / ".gitignore").read_text().split() if (src / ".gitignore").is_file() else []
+    binds = [v for v in svc.get("volumes", []) if v.get("type") == "bind"]
+    checks.expect(
+        not svc.get("secrets") and not config.get("secrets"),
+        f"{where}: no compose secrets (the tokens are the read-only tokens directory)",
+    )
+    facts = FleetFacts(image["target_names"], image.get("project_python"), env=environment)
+    path = environment.get(CONFIG_ENV, "")
+    mount = next((v for v in binds if v.get("target") == path), {})
+    source = src / Path(mount.get("source", "/nonexistent")).name
+    if not checks.expect(
+        posixpath.isabs(path) and mount.get("read_only") is True and source.is_file(),
+        f"{where}: {CONFIG_ENV} {path!r} is a file beside it, bind-mounted read-only",
+    ):
+        return
+    for bind in binds:
+        name = Path(bind.get("source", "")).name
+        if bind is mount or not (name in ignored or f"{name}/" in ignored):
+            continue
+        if checks.expect(
+            bind.get("read_only") is True, f"{where}: {name}/ (kept out of git) mounted read-only"
+        ):
+            facts.secret_dirs[bind["target"].rstrip("/")] = None
+    facts.config_dir = posixpath.dirname(path)
+    check_fleet_config(checks, where, source.read_text(), facts)
+
+
+def check_compose(checks: Checks, repo: Path, compose_bin: str, image: dict[str, Any]) -> None:
+    src = repo / "deploy" / "compose"
+    found = compose_config(checks, src, compose_bin, "compose.yaml")
+    if found is None:
+        return
+    config, svc = found
+    check_compose_service(checks, "deploy/compose", svc, image)
+    checks.expect(
+        "DBT_CLOUD_ACCOUNT_ID" in svc.get("environment", {}),
+        "deploy/compose: settings from env_file",
     )
     # The token: a compose secret (a file, mounted read-only under /run/secrets), never an
     # environment variable, and the file is kept out of git.
@@ -855,6 +1169,11 @@ def main() -> int:
     parser.add_argument("--kubectl", default="kubectl")
     parser.add_argument("--compose", default="docker-compose")
     parser.add_argument("--kubernetes-version", action="append", dest="versions")
+    parser.add_argument(
+        "--project-python",
+        help="a Python with allowlist-sync installed, to read mounted config files with the "
+        "program's own read_config (default: the clone's .venv, if any)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="print passed checks too")
     parser.add_argument(
         "--write-prometheusrule",
@@ -873,9 +1192,15 @@ def main() -> int:
     checks = Checks(verbose=args.verbose)
     image = dockerfile_facts(checks, args.repo / "Dockerfile")
     image["settings"] = setting_names(args.repo / "allowlist_sync" / "config")
+    image["target_names"] = target_env_names(args.repo / "allowlist_sync" / "config")
+    venv_python = args.repo / ".venv" / "bin" / "python"
+    image["project_python"] = args.project_python or (
+        str(venv_python) if venv_python.is_file() else None
+    )
     check_kubernetes(checks, args.repo, args.kubectl, versions, image)
     check_monitoring(checks, args.repo, args.kubectl, versions)
     check_compose(checks, args.repo, args.compose, image)
+    check_compose_fleet(checks, args.repo, args.compose, image)
     check_locks(checks, args.repo)
     print(f"{checks.passed} deploy checks passed, {checks.failures} failed")
     return 1 if checks.failures else 0
