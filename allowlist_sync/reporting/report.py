@@ -17,12 +17,14 @@ changes the run's result.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import pushadd_to_gateway, write_to_textfile
+from prometheus_client.metrics_core import Metric
 
 from allowlist_sync.azure.cache import default_cache_dir
 from allowlist_sync.config import RunSettings, Settings
@@ -50,6 +52,25 @@ class ReportTarget:
     def of_settings(cls, settings: Settings) -> ReportTarget:
         """The one target of the environment-only setup."""
         return cls(DEFAULT_TARGET, settings.account_id, settings.rule_name)
+
+
+class OneTarget:
+    """A collector of one target's series (and the series of no target, such as the version),
+    for the Pushgateway group of that target."""
+
+    def __init__(self, metrics: SyncMetrics, target: str) -> None:
+        self._metrics = metrics
+        self._target = target
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._metrics.collect():
+            own = [
+                s for s in family.samples if s.labels.get("target", self._target) == self._target
+            ]
+            if own:
+                copy = Metric(family.name, family.documentation, family.type, family.unit)
+                copy.samples = own
+                yield copy
 
 
 class Reporter:
@@ -172,7 +193,7 @@ class Reporter:
             state.last_success = self.metrics.last_success(target.name)
             state.consecutive_failures = self.metrics.consecutive_failures(target.name)
             steps.append((outcome, target, state, failures_before))
-        self.export_metrics()
+        self.export_metrics(pushed=[target.name for _, target, _, _ in steps])
         for outcome, target, state, failures_before in steps:
             self.notify(outcome, state, failures_before=failures_before, target=target)
             path = self.state_file(target, dry_run=outcome.dry_run)
@@ -181,13 +202,14 @@ class Reporter:
                 continue
             save_state(path, state)
 
-    def export_metrics(self) -> None:
-        """Write the textfile and push to the Pushgateway, when configured."""
+    def export_metrics(self, pushed: Sequence[str] = ()) -> None:
+        """Write the textfile and push the `pushed` targets to the Pushgateway, when configured."""
         settings = self.settings
         if settings.metrics_file is not None:
             self._write_textfile(settings.metrics_file)
         if settings.pushgateway_url is not None:
-            self._push(settings.pushgateway_url, settings.pushgateway_job)
+            for name in pushed:
+                self._push(settings.pushgateway_url, settings.pushgateway_job, name)
 
     def notify(
         self,
@@ -258,16 +280,28 @@ class Reporter:
             return
         log.debug("metrics_file_written", path=str(path))
 
-    def _push(self, url: str, job: str) -> None:
-        # POST (pushadd), not PUT: a metric this run does not have (the last success time,
-        # after a failure) keeps the value an earlier run pushed.
+    def _push(self, url: str, job: str, target: str) -> None:
+        # One group per target (grouping key job + target): the Pushgateway replaces a pushed
+        # metric's whole family within a group, so a run of one target (`--target`, a target
+        # that failed early) never erases another's series. POST (pushadd), not PUT: a metric
+        # this run does not have (the last success time, after a failure) keeps the value an
+        # earlier run pushed.
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(OneTarget(self.metrics, target))
         try:
-            pushadd_to_gateway(url, job=job, registry=self.metrics.registry, timeout=PUSH_TIMEOUT)
+            pushadd_to_gateway(
+                url,
+                job=job,
+                registry=registry,
+                grouping_key={"target": target},
+                timeout=PUSH_TIMEOUT,
+            )
         except Exception as exc:
             log.warning(
                 "metrics_push_failed",
                 pushgateway=safe_url(url),
+                target=target,
                 error=f"{type(exc).__name__}: {exc}",
             )
             return
-        log.info("metrics_pushed", pushgateway=safe_url(url), job=job)
+        log.info("metrics_pushed", pushgateway=safe_url(url), job=job, target=target)

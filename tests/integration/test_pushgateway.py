@@ -136,3 +136,34 @@ def test_a_one_shot_run_is_scraped_from_the_pushgateway(
     assert second["allowlist_sync_last_success_timestamp_seconds"] == success
     assert second["allowlist_sync_last_run_timestamp_seconds"] >= success
     assert set(pushgateway.types().values()) == {"gauge"}
+
+
+def test_each_target_keeps_its_own_group_on_the_gateway(
+    tmp_path: Path, pushgateway: Pushgateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs, each of one target (as `sync --config --target NAME` makes): the second push
+    never erases the first target's series, because each target is its own group."""
+    from allowlist_sync.config import load_run_settings
+    from allowlist_sync.outcome import Outcome
+    from allowlist_sync.reporting.report import Reporter, ReportTarget
+
+    monkeypatch.setenv("ALLOWLIST_SYNC_PUSHGATEWAY_URL", pushgateway.url)
+    monkeypatch.setenv("ALLOWLIST_SYNC_PUSHGATEWAY_JOB", JOB)
+    monkeypatch.setenv("ALLOWLIST_SYNC_CACHE_DIR", str(tmp_path))
+    for name in ("ALLOWLIST_SYNC_AZURE_DETAILS_URL", "ALLOWLIST_SYNC_AZURE_DOWNLOAD_BASE"):
+        monkeypatch.delenv(name, raising=False)
+    run = load_run_settings(config_file="fleet.toml")
+    for name, account in (("prod", 1), ("sandbox", 2)):
+        outcome = Outcome(status="in_sync", dry_run=False, target=name, account_id=account)
+        outcome.rule_name = "allowlist-sync: SCIM"
+        Reporter(run, targets=[ReportTarget(name, account, "allowlist-sync: SCIM")]).report_all(
+            [outcome]
+        )
+    text = httpx.get(f"{pushgateway.url}/metrics", timeout=5, trust_env=False).text
+    success = {
+        s.labels.get("target")
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.labels.get("job") == JOB and s.name == "allowlist_sync_last_success_timestamp_seconds"
+    }
+    assert success == {"prod", "sandbox"}
