@@ -72,8 +72,8 @@ def render_plan_text(plan: Plan, ranges: RangeSet, current: Rule | None, out: Te
     """
     target = "(new rule)" if plan.creates_rule else f"(id {plan.rule_id})"
     out.write(f"Rule {plan.rule_name!r} {target}\n")
-    if len(ranges.items) == 1:
-        (only,) = ranges.items
+    if len(ranges.items) == 1 and ranges.items[0].type == "azure-service-tags":
+        (only,) = ranges.items  # as a run configured by the environment has always said it
         out.write(f"Source: {redact(describe_source(only.source))}\n")
         out.write(f"Desired: {len(plan.desired)} CIDRs from {labelled_counts(only)}\n")
     else:

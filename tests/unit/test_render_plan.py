@@ -230,3 +230,25 @@ def test_every_removal_gets_a_reason_that_matches_the_sources(
         assert (reason.code == "not_published" and not reason.partly) == (not touches_published)
         if reason.code == "replaced":
             assert any(network.subnet_of(d) for d in desired)  # type: ignore[arg-type]
+
+
+def test_a_plan_of_other_or_several_sources_names_each_source() -> None:
+    """An Okta-only target names its source and cell; a mixed target lists every source with
+    its origin and its counts per tag or cell."""
+    okta = Ranges(
+        name="okta",
+        type="okta-ip-ranges",
+        source=SourceInfo(kind="url", location="https://okta.example/ip_ranges.json"),
+        prefixes={"us_cell_1": ("3.33.136.245/32",)},
+    )
+    plan = compute_plan(nets("3.33.136.245/32"), None, rule_name="scim")
+    out = io.StringIO()
+    render_plan_text(plan, RangeSet((okta,)), None, out)
+    assert "Source okta: url https://okta.example/ip_ranges.json\n" in out.getvalue()
+    assert "Desired: 1 CIDRs from okta (us_cell_1: 1 prefixes)\n" in out.getvalue()
+    both = io.StringIO()
+    render_plan_text(plan, RangeSet((*FEED.items, okta)), None, both)
+    assert "Source azure: file tags.json (cloud Public, changeNumber 375)\n" in both.getvalue()
+    assert "from azure (AzureActiveDirectory: 3 prefixes), okta (us_cell_1: 1 prefixes)" in (
+        both.getvalue()
+    )
