@@ -10,15 +10,16 @@ from __future__ import annotations
 import argparse
 import io
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from allowlist_sync.config import RunSettings, load_run_settings
-from allowlist_sync.config.file import FleetConfig, read_config
+from allowlist_sync.config.file import FleetConfig, TargetSpec, read_config
 from allowlist_sync.dbt.models import Rule
 from allowlist_sync.errors import ConfigError, ExitCode
 from allowlist_sync.fleet import run_fleet, select_targets
 from allowlist_sync.logs import configure
-from allowlist_sync.outcome import FleetOutcome
+from allowlist_sync.outcome import FleetOutcome, Outcome
 from allowlist_sync.plan import Plan
 from allowlist_sync.render import render_fleet_json, render_fleet_text, render_plan_text
 from allowlist_sync.sources.ranges import RangeSet
@@ -65,7 +66,7 @@ def sync_fleet(args: argparse.Namespace, path: str) -> int:
     fleet = run_fleet(
         config, run, options, only=only, on_plan=keep_plan if args.output == "text" else None
     )
-    report_fleet(fleet, run)
+    report_fleet(fleet, run, config.targets, select_targets(config, only))
     if args.output == "json":
         render_fleet_json(fleet, sys.stdout)
         args.json_written = True
@@ -74,14 +75,33 @@ def sync_fleet(args: argparse.Namespace, path: str) -> int:
     return int(fleet.exit_code(detailed=args.detailed_exitcode))
 
 
-def report_fleet(fleet: FleetOutcome, run: RunSettings) -> None:
-    """Metrics, notifications and run state of every target, when configured."""
+def report_fleet(
+    fleet: FleetOutcome,
+    run: RunSettings,
+    configured: Sequence[TargetSpec],
+    selected: Sequence[TargetSpec],
+) -> None:
+    """Metrics, notifications and run state of every selected target (each failed, when the
+    run failed as a whole), when configured; the textfile keeps every configured target."""
     if not run.reports_anywhere:  # prometheus-client is imported only when it is used
         return
     from allowlist_sync.reporting.report import Reporter, ReportTarget
 
-    targets = [ReportTarget(o.target, o.account_id, o.rule_name) for o in fleet.targets]
-    Reporter(run, targets=targets).report_all(fleet.targets)
+    known = [ReportTarget(t.name, t.account_id, t.rule_name) for t in configured]
+    outcomes = fleet.targets
+    if not outcomes and fleet.error is not None:
+        outcomes = [
+            Outcome(
+                status="failed",
+                dry_run=fleet.dry_run,
+                target=t.name,
+                account_id=t.account_id,
+                rule_name=t.rule_name,
+                error=fleet.error,
+            )
+            for t in selected
+        ]
+    Reporter(run, targets=known).report_all(outcomes)
 
 
 def serve_fleet(path: str) -> int:

@@ -184,3 +184,25 @@ def test_a_broken_config_file_is_one_line_and_exit_78(tmp_path: Path) -> None:
     assert result.code == ExitCode.CONFIG
     last = result.stdout.rstrip("\n").splitlines()[-1]
     assert last.startswith("FAILED: config:") and "fleet.toml" in last
+
+
+def test_the_metrics_file_holds_every_target_and_a_subset_run_keeps_the_others(
+    tmp_path: Path, two_accounts: tuple[EmulatorServer, EmulatorStore]
+) -> None:
+    """A config-file run writes each target's series under its label; a later `--target prod`
+    run keeps the sandbox's last success in the file."""
+    server, _ = two_accounts
+    (tmp_path / "sandbox-token").write_text("dbtc_sandbox_own_token_5678")
+    path = config_file(tmp_path, server.url)
+    metrics = tmp_path / "allowlist_sync.prom"
+    extra = {"ALLOWLIST_SYNC_METRICS_FILE": str(metrics)}
+    assert run_cli("sync", "--config", str(path), env=env(**extra)).code == ExitCode.OK
+    success = "allowlist_sync_last_success_timestamp_seconds"
+    first = [line for line in metrics.read_text().splitlines() if line.startswith(success)]
+    assert len(first) == 2 and any('target="sandbox"' in line for line in first)
+    again = run_cli("sync", "--config", str(path), "--target", "prod", env=env(**extra))
+    assert again.code == ExitCode.OK, again.stderr
+    kept = [line for line in metrics.read_text().splitlines() if line.startswith(success)]
+    assert [line for line in kept if 'target="sandbox"' in line] == [
+        line for line in first if 'target="sandbox"' in line
+    ]

@@ -93,7 +93,7 @@ def test_pushgateway_receives_gauges_only(
     assert result.code == 0, result.stderr
     (push,) = gateway.received
     assert push.method == "POST"
-    assert push.path == "/metrics/job/aad-sync"
+    assert push.path == "/metrics/job/aad-sync/target/default"
     pushed = values(push.body.decode())
     assert pushed["allowlist_sync_last_run_success"] == 1
     assert pushed["allowlist_sync_last_run_added_cidrs"] > 0
@@ -155,7 +155,8 @@ def by_target(text: str) -> dict[tuple[str, str], float]:
 
 
 def test_a_fleet_run_exports_every_target_once(tmp_path: Path) -> None:
-    """Two targets' runs make one textfile write and one push, each target under its label."""
+    """Two targets' runs make one textfile write and one push per target, each in its own
+    group and under its label."""
     path = tmp_path / "allowlist_sync.prom"
     targets = [ReportTarget("prod-us", 1, "r"), ReportTarget("prod-eu", 2, "r")]
     with Receiver() as gateway:
@@ -169,8 +170,17 @@ def test_a_fleet_run_exports_every_target_once(tmp_path: Path) -> None:
                 dry_run=False,
             )
         )
-        (push,) = gateway.received
-    for text in (path.read_text(), push.body.decode()):
+        pushes = {push.path: push.body.decode() for push in gateway.received}
+    assert set(pushes) == {
+        "/metrics/job/allowlist-sync/target/prod-us",
+        "/metrics/job/allowlist-sync/target/prod-eu",
+    }
+    assert not any(
+        "prod-eu" in line
+        for line in pushes["/metrics/job/allowlist-sync/target/prod-us"].splitlines()
+        if not line.startswith("#")
+    )
+    for text in (path.read_text(), "".join(pushes.values())):
         samples = by_target(text)
         assert samples[("allowlist_sync_last_run_success", "prod-us")] == 1
         assert samples[("allowlist_sync_last_run_success", "prod-eu")] == 0
