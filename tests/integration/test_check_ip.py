@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
@@ -51,6 +52,13 @@ OKTA_IP = "18.209.113.130"
 NOWHERE_IP = "8.8.4.4"
 #: The address the emulator sees this job call from; an "Office" rule lets it in when enforced.
 CALLER = "9.9.9.9"
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    """`main` points the logs at this test's captured stderr; later tests must not inherit it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -315,6 +323,11 @@ def test_an_ipv4_mapped_address_is_checked_as_its_ipv4_address(
     assert (item["address"], item["given"]) == (ENTRA_IP, f"::ffff:{ENTRA_IP}")
     assert "IPv4-mapped" in item["note"]
     assert item["sources"][0]["prefix"] == "20.190.128.0/18"
+    _, text = check_ip_text(capsys, config, f"::ffff:{ENTRA_IP}", "--target", "prod-us")
+    assert text.splitlines()[0] == (
+        f"{ENTRA_IP} (::ffff:{ENTRA_IP} is an IPv4-mapped IPv6 address: checked as {ENTRA_IP})"
+        "  entra: AzureActiveDirectory 20.190.128.0/18"
+    )
 
 
 @pytest.mark.usefixtures("fleet_env")
@@ -589,6 +602,14 @@ def test_duplicates_are_checked_once_and_mapped_forms_count_as_their_ipv4() -> N
     """The same address twice, or as IPv4-mapped IPv6, is one address; spaces are ignored."""
     parsed = parse_addresses([ENTRA_IP, f" {ENTRA_IP} ", f"::FFFF:{ENTRA_IP}", ENTRA_IP6])
     assert [a.text for a in parsed] == [ENTRA_IP, ENTRA_IP6]
+
+
+def test_a_private_address_is_checked_with_a_note_that_it_is_not_public() -> None:
+    """10.1.2.3 (also IPv4-mapped) is a valid address to check, noted as not public."""
+    assert parse_address(ENTRA_IP).note is None
+    assert "not a public address" in str(parse_address("10.1.2.3").note)
+    note = str(parse_address("::ffff:10.1.2.3").note)
+    assert "IPv4-mapped" in note and "10.1.2.3 is not a public address" in note
 
 
 def test_more_addresses_than_the_limit_exit_64(capsys: pytest.CaptureFixture[str]) -> None:
