@@ -368,9 +368,11 @@ def build_report(
 
 def run_check_ip(args: argparse.Namespace) -> int:
     """The `check-ip` command: parse, load, read, judge, print; returns the exit code."""
+    from allowlist_sync.cli import _configure_logs_from_env
     from allowlist_sync.commands.checkip_load import gather
     from allowlist_sync.commands.checkip_render import write_failure, write_report
 
+    _configure_logs_from_env()  # first: logs go to stderr whatever fails (the settings refine it)
     try:
         try:
             addresses = parse_addresses(args.addresses)

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from allowlist_sync.cli import main
+from allowlist_sync.commands import checkip_load
 from allowlist_sync.commands.checkip import (
     MAX_ADDRESSES,
     Account,
@@ -694,3 +695,30 @@ def test_env_mode_reads_the_source_url_once_and_the_one_account(
     assert first["targets"][0]["owned_rule"]["id"] == owned
     assert report["summary"] == "All 2 addresses are let in by every target."
     assert [r.method for r in store.requests] == ["GET"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind", "code"),
+    [
+        (RuntimeError("boom"), "internal", ExitCode.FAILED),
+        (KeyboardInterrupt(), "interrupted", 130),
+    ],
+)
+def test_a_bug_or_ctrl_c_still_prints_one_json_object(
+    raised: BaseException,
+    kind: str,
+    code: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Whatever ends the run, `--output json` prints exactly one object naming the kind."""
+
+    def fail(*_: object, **__: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(checkip_load, "gather", fail)
+    assert main(["check-ip", "--output", "json", ENTRA_IP]) == code
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert (report["ok"], report["error"]["kind"]) == (False, kind)
