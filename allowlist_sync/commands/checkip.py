@@ -83,10 +83,13 @@ def parse_address(text: str) -> Address:
         raise AddressError(
             f"{shown(given)} is not an IP address (such as 20.190.128.5 or 2603:1006::1)"
         ) from None
+    notes = []
     if isinstance(ip, IPv6Address) and ip.ipv4_mapped is not None:
-        note = f"{given} is an IPv4-mapped IPv6 address: checked as {ip.ipv4_mapped}"
-        return Address(given, ip.ipv4_mapped, note)
-    return Address(given, ip)
+        notes.append(f"{given} is an IPv4-mapped IPv6 address: checked as {ip.ipv4_mapped}")
+        ip = ip.ipv4_mapped
+    if not ip.is_global:  # a private or reserved address: not what a provider calls from
+        notes.append(f"{ip} is not a public address: providers reach dbt from public ones")
+    return Address(given, ip, "; ".join(notes) or None)
 
 
 def parse_addresses(texts: Sequence[str]) -> list[Address]:
@@ -365,9 +368,11 @@ def build_report(
 
 def run_check_ip(args: argparse.Namespace) -> int:
     """The `check-ip` command: parse, load, read, judge, print; returns the exit code."""
+    from allowlist_sync.cli import _configure_logs_from_env
     from allowlist_sync.commands.checkip_load import gather
     from allowlist_sync.commands.checkip_render import write_failure, write_report
 
+    _configure_logs_from_env()  # first: logs go to stderr whatever fails (the settings refine it)
     try:
         try:
             addresses = parse_addresses(args.addresses)

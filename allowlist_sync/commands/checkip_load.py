@@ -18,7 +18,7 @@ from functools import partial
 
 import httpx
 
-from allowlist_sync.cli import _config_path, _configure_logs_from_env, _load_settings
+from allowlist_sync.cli import _config_path, _load_settings
 from allowlist_sync.commands.checkip import Account, TargetRef, read_account
 from allowlist_sync.commands.fleetrun import load_fleet, usage_error
 from allowlist_sync.config import Settings, check_source_url
@@ -46,7 +46,6 @@ def gather(
 ) -> Gathered | int:
     """The loaded sources and the accounts read; an exit code for a flag that does not fit."""
     path = _config_path(args)
-    _configure_logs_from_env()  # before anything can fail; the settings refine it
     if path is None:
         if args.target:
             return usage_error("check-ip", "--target needs a config file (--config)")

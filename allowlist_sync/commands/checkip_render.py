@@ -117,7 +117,7 @@ def address_line(item: AddressReport, sources: list[str]) -> str:
     """`ADDR  source: label prefix; ...`, or `ADDR  in no source (names)`."""
     head = item.address.text
     if item.address.note:
-        head += f" (given as {one_line(item.address.given)}, IPv4-mapped)"
+        head += f" ({one_line(item.address.note)})"
     if item.hits:
         found = "; ".join(f"{h.source}: {h.label} {h.prefix}" for h in item.hits)
         return f"{head}  {found}"

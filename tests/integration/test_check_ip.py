@@ -15,10 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
 from allowlist_sync.cli import main
+from allowlist_sync.commands import checkip_load
 from allowlist_sync.commands.checkip import (
     MAX_ADDRESSES,
     Account,
@@ -51,6 +53,13 @@ OKTA_IP = "18.209.113.130"
 NOWHERE_IP = "8.8.4.4"
 #: The address the emulator sees this job call from; an "Office" rule lets it in when enforced.
 CALLER = "9.9.9.9"
+
+
+@pytest.fixture(autouse=True)
+def reset_logging() -> Iterator[None]:
+    """`main` points the logs at this test's captured stderr; later tests must not inherit it."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
@@ -315,6 +324,11 @@ def test_an_ipv4_mapped_address_is_checked_as_its_ipv4_address(
     assert (item["address"], item["given"]) == (ENTRA_IP, f"::ffff:{ENTRA_IP}")
     assert "IPv4-mapped" in item["note"]
     assert item["sources"][0]["prefix"] == "20.190.128.0/18"
+    _, text = check_ip_text(capsys, config, f"::ffff:{ENTRA_IP}", "--target", "prod-us")
+    assert text.splitlines()[0] == (
+        f"{ENTRA_IP} (::ffff:{ENTRA_IP} is an IPv4-mapped IPv6 address: checked as {ENTRA_IP})"
+        "  entra: AzureActiveDirectory 20.190.128.0/18"
+    )
 
 
 @pytest.mark.usefixtures("fleet_env")
@@ -591,6 +605,14 @@ def test_duplicates_are_checked_once_and_mapped_forms_count_as_their_ipv4() -> N
     assert [a.text for a in parsed] == [ENTRA_IP, ENTRA_IP6]
 
 
+def test_a_private_address_is_checked_with_a_note_that_it_is_not_public() -> None:
+    """10.1.2.3 (also IPv4-mapped) is a valid address to check, noted as not public."""
+    assert parse_address(ENTRA_IP).note is None
+    assert "not a public address" in str(parse_address("10.1.2.3").note)
+    note = str(parse_address("::ffff:10.1.2.3").note)
+    assert "IPv4-mapped" in note and "10.1.2.3 is not a public address" in note
+
+
 def test_more_addresses_than_the_limit_exit_64(capsys: pytest.CaptureFixture[str]) -> None:
     """Over MAX_ADDRESSES arguments is refused at once, in one line."""
     many = [f"20.190.{n // 250}.{n % 250}" for n in range(MAX_ADDRESSES + 1)]
@@ -673,3 +695,30 @@ def test_env_mode_reads_the_source_url_once_and_the_one_account(
     assert first["targets"][0]["owned_rule"]["id"] == owned
     assert report["summary"] == "All 2 addresses are let in by every target."
     assert [r.method for r in store.requests] == ["GET"]
+
+
+@pytest.mark.parametrize(
+    ("raised", "kind", "code"),
+    [
+        (RuntimeError("boom"), "internal", ExitCode.FAILED),
+        (KeyboardInterrupt(), "interrupted", 130),
+    ],
+)
+def test_a_bug_or_ctrl_c_still_prints_one_json_object(
+    raised: BaseException,
+    kind: str,
+    code: int,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Whatever ends the run, `--output json` prints exactly one object naming the kind."""
+
+    def fail(*_: object, **__: object) -> None:
+        raise raised
+
+    monkeypatch.setattr(checkip_load, "gather", fail)
+    assert main(["check-ip", "--output", "json", ENTRA_IP]) == code
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert (report["ok"], report["error"]["kind"]) == (False, kind)
