@@ -19,7 +19,11 @@ import structlog
 
 from allowlist_sync.cli import main
 from allowlist_sync.commands import preflight_fleet
+from allowlist_sync.commands.preflight import Preflight
+from allowlist_sync.commands.preflight_fleet import FleetPreflight, TargetCheck
+from allowlist_sync.config.file import TargetSpec
 from allowlist_sync.emulator import DEFAULT_TOKEN, EmulatorServer, EmulatorStore
+from allowlist_sync.errors import AllowlistSyncError, AuthError, ConfigError, FeedError
 from tests.fakes.okta import SNAPSHOT, OktaS3, snapshot_doc
 from tests.feeds import OFFLINE, PUBLIC_FEED, aad_prefixes, feed_doc
 from tests.inprocess import Result
@@ -622,3 +626,46 @@ def test_environment_mode_is_unchanged_by_the_new_flags(
     assert result.code == 0, result.stderr
     report = report_of(result)
     assert "targets" not in report and report["feed"]["ok"] is True
+
+
+def target_failing(name: str, error: AllowlistSyncError | None) -> TargetCheck:
+    """A target's checks that failed `api` with `error` (None: that passed)."""
+    spec = TargetSpec(
+        name=name,
+        account_id=1,
+        host_url="https://cloud.getdbt.com",
+        token_file=None,
+        token_env="T_TOKEN",
+        rule_name=RULE,
+        sources=("s",),
+    )
+    result = Preflight(names=preflight_fleet.TARGET_CHECKS)
+    if error is None:
+        result.checks["api"] = {"ok": True, "message": "ok"}
+    else:
+        result.fail("api", error)
+    return TargetCheck(spec, result)
+
+
+ERRORS: dict[int, AllowlistSyncError | None] = {
+    0: None,
+    77: AuthError("refused"),
+    78: ConfigError("unreadable"),
+    1: FeedError("broken"),
+}
+
+
+@pytest.mark.parametrize(
+    ("codes", "expected"),
+    [((0, 0), 0), ((0, 77), 77), ((77, 78), 78), ((77, 1), 1), ((78, 1, 0), 1)],
+)
+def test_the_exit_code_is_the_most_severe_in_exit_severity_order(
+    codes: tuple[int, ...], expected: int
+) -> None:
+    """Mixed target results exit with the most severe code: 0 < 77 < 78 < 1."""
+    fleet = FleetPreflight(
+        config={"ok": True},
+        targets=[target_failing(f"t{i}", ERRORS[code]) for i, code in enumerate(codes)],
+    )
+    assert fleet.exit_code == expected
+    assert [t.preflight.exit_code for t in fleet.targets] == list(codes)
