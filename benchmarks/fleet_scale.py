@@ -97,6 +97,7 @@ class Run:
     """One measured process: its cost, and what it did (events, requests per account)."""
 
     seconds: float
+    cpu_seconds: float
     peak_rss_mib: float
     code: int
     status: str | None
@@ -115,6 +116,7 @@ class Samples:
         """Medians of time, the highest peak RSS, and what every run did (the set of values)."""
         return {
             "median_ms": round(statistics.median(r.seconds for r in self.runs) * 1000, 1),
+            "median_cpu_ms": round(statistics.median(r.cpu_seconds for r in self.runs) * 1000, 1),
             "peak_rss_mib": round(max(r.peak_rss_mib for r in self.runs), 1),
             "exit_codes": sorted({r.code for r in self.runs}),
             "statuses": sorted({str(r.status) for r in self.runs}),
@@ -147,6 +149,7 @@ def measure(config: Path, env: dict[str, str], store: EmulatorStore, log: Path) 
     records = store.requests[before:]
     return Run(
         seconds=measured["seconds"],
+        cpu_seconds=measured["cpu_seconds"],
         peak_rss_mib=measured["peak_rss_mib"],
         code=measured["code"],
         status=finished[0]["status"] if len(finished) == 1 else None,
@@ -200,6 +203,7 @@ def fleet_scale(
             "8_targets": eight,
             "wall_ratio": round(eight["median_ms"] / one["median_ms"], 3),
             "peak_rss_ratio": round(eight["peak_rss_mib"] / one["peak_rss_mib"], 3),
+            "cpu_ratio": round(eight["median_cpu_ms"] / one["median_cpu_ms"], 3),
         }
     return result
 
@@ -260,14 +264,19 @@ def fleet_markdown(report: dict[str, Any]) -> str:
     ]
     for what, measured, goal, met in fleet_verdicts(report):
         lines.append(f"| {what} | {measured} | {goal} | {'yes' if met else 'NO'} |")
-    lines += ["", "| run | median ms | peak RSS MiB | requests per target |", "|---|---|---|---|"]
+    lines += [
+        "",
+        "| run | median ms | median CPU ms | peak RSS MiB | requests per target |",
+        "|---|---|---|---|---|",
+    ]
     for phase in PHASES:
         for size in ("1_target", "8_targets"):
             row = report[phase][size]
             lines.append(
                 f"| {phase}, {size.replace('_', ' ')} | {row['median_ms']} | "
-                f"{row['peak_rss_mib']} | {row['requests_per_target']} |"
+                f"{row['median_cpu_ms']} | {row['peak_rss_mib']} | {row['requests_per_target']} |"
             )
+        lines.append(f"| {phase}: CPU 8 / 1 | | {report[phase]['cpu_ratio']}x | | |")
     lines.append(f"\nmost requests in flight at once: {report['peak_in_flight']}")
     return "\n".join(lines) + "\n"
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run one command and print its wall time, peak RSS and exit code as JSON.
+"""Run one command and print its wall time, CPU time, peak RSS and exit code as JSON.
 
 The benchmark driver is a large process (it hosts the emulator); on Linux a child forked from
 it inherits that high-water mark in `ru_maxrss` even after exec. Spawning from this small
@@ -30,6 +30,7 @@ print(
     json.dumps(
         {
             "seconds": elapsed,
+            "cpu_seconds": usage.ru_utime + usage.ru_stime,
             "peak_rss_mib": usage.ru_maxrss / 1024,
             "code": os.waitstatus_to_exitcode(status),
         }
