@@ -35,10 +35,10 @@ from allowlist_sync.config import DEFAULT_RULE_NAME, Settings
 from allowlist_sync.emulator import EmulatorServer, EmulatorStore
 from allowlist_sync.emulator.account import DENY
 from allowlist_sync.errors import ExitCode
-from tests.emulated import ACCOUNT_ID, TOKEN
 from tests.fakes.download_center import DownloadCenter
 from tests.fakes.okta import SNAPSHOT as OKTA_SNAPSHOT
 from tests.feeds import OFFLINE, PUBLIC_FEED
+from tests.inprocess import run_main
 
 PROD, SANDBOX = 4242, 5151
 PROD_TOKEN, SANDBOX_TOKEN = "dbtc_checkip_prod_token_4242", "dbtc_checkip_sandbox_token_5151"
@@ -672,18 +672,15 @@ def test_env_mode_reads_the_source_url_once_and_the_one_account(
 ) -> None:
     """Without a config file, `--source-url` is the one source (fetched once), `default` the
     target."""
-    monkeypatch.setenv("DBT_CLOUD_HOST_URL", emulator.url)
-    monkeypatch.setenv("DBT_CLOUD_ACCOUNT_ID", str(ACCOUNT_ID))
-    monkeypatch.setenv("DBT_CLOUD_TOKEN", TOKEN)
-    monkeypatch.setenv("ALLOWLIST_SYNC_RETRY_BACKOFF", "0")
     owned = store.seed_rule(DEFAULT_RULE_NAME, cidrs=["20.190.128.0/18"])
     with DownloadCenter() as center:
         center.mirror["tags.json"] = (PUBLIC_FEED.read_bytes(), None)
         url = center.mirror_url("tags.json")
-        code = main(["check-ip", "--output", "json", "--source-url", url, ENTRA_IP, ENTRA_IP6])
+        args = ("check-ip", "--output", "json", "--source-url", url, ENTRA_IP, ENTRA_IP6)
+        result = run_main(monkeypatch, capsys, emulator, *args)
         fetched = len(center.requests)
-    report = json.loads(capsys.readouterr().out)
-    assert (code, fetched) == (ExitCode.OK, 1)
+    assert (result.code, fetched) == (ExitCode.OK, 1), result.stderr
+    report = json.loads(result.stdout)
     first = report["addresses"][0]
     assert first["sources"][0] == {
         "source": "azure",
