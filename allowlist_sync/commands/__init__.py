@@ -1,1 +1,1 @@
-"""Commands other than the sync itself: the `check` preflight and the `demo`."""
+"""Commands around the sync: the `check` preflight, `check-ip`, `demo`, the `emulator` command line, and `sync`/`serve` with a config file (`fleetrun`)."""
