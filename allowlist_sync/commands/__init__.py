@@ -1,1 +1,2 @@
-"""Commands around the sync: the `check` preflight, `check-ip`, `demo`, the `emulator` command line, and `sync`/`serve` with a config file (`fleetrun`)."""
+"""Commands around the sync: the `check` preflight, `check-ip`, `demo`, the `emulator`
+command line, and `sync` / `serve` with a config file (`fleetrun`)."""
