@@ -295,7 +295,8 @@ def fleet_status_line(fleet: FleetOutcome) -> str:
     total = len(fleet.targets)
     if fleet.succeeded:
         tail = " Dry run: nothing was written." if fleet.dry_run else ""
-        return one_line(f"All {total} targets done: {counts}.{tail}")
+        every = f"All {total} targets" if total > 1 else "The one target"
+        return one_line(f"{every} done: {counts}.{tail}")
     bad = [
         f"{o.target} ({o.error.kind if o.error else o.status})"
         for o in fleet.targets

@@ -8,6 +8,7 @@ scope rule with the run's prefix limits, since configuration may never widen wha
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -165,7 +166,8 @@ def resolve(place: Place, key: str, folder: Path, path: str) -> Path:
         expanded = Path(path).expanduser()
     except RuntimeError:  # `~someone` with no such user, or no home folder at all
         raise place.error(key, "starts with ~ but that home folder is unknown") from None
-    return expanded if expanded.is_absolute() else folder / expanded
+    # Normalised (`a/../b` as `b`) without following links: paths are shown in plans and logs.
+    return Path(os.path.normpath(expanded if expanded.is_absolute() else folder / expanded))
 
 
 def _static_cidrs(place: Place, table: Mapping[str, Any], run: RunSettings) -> tuple[str, ...]:

@@ -124,6 +124,7 @@ def test_target_flag_selects_and_an_unknown_target_is_a_usage_error(
     result = run_cli("sync", "--config", str(path), "--target", "prod", env=env())
     assert result.code == ExitCode.OK, result.stdout + result.stderr
     assert "=== target sandbox" not in result.stdout
+    assert result.stdout.rstrip("\n").splitlines()[-1] == "The one target done: 1 applied."
     assert store.write_count(PROD) == 1 and store.write_count(SANDBOX) == 0
     unknown = run_cli("sync", "--config", str(path), "--target", "prod-eu", env=env())
     assert unknown.code == ExitCode.USAGE
