@@ -137,17 +137,14 @@ def render_fleet_text(report: dict[str, Any]) -> str:
         verdict = f"Preflight: FAILED ({', '.join(report['failed'])}): a sync with this "
         verdict += "config file would not succeed"
     lines = [verdict, "", check_line(LABELS["config"], report["config"])]
-    if report["config"]["ok"] is False:
+    if report["config"]["ok"] is False:  # nothing else was checked
         return "\n".join(lines) + "\n"
-    if report["sources"]:
-        lines += ["", "Sources:"]
-        for name, source in report["sources"].items():
-            label = f"{printable(name)} ({source['type']})"
-            lines.append(check_line(label, source))
+    lines += ["", "Sources:"]
+    for name, source in report["sources"].items():
+        lines.append(check_line(f"{printable(name)} ({source['type']})", source))
     for item in report["targets"]:
         lines += ["", *render_target(item)]
-    if report["schedule"] is not None:
-        lines += render_settings(report)
+    lines += render_settings(report)
     return "\n".join(lines) + "\n"
 
 

@@ -404,6 +404,29 @@ def test_an_okta_outage_names_the_source_and_never_shows_a_signed_query(
     assert okta_line.startswith("  FAILED ") and "source okta" in okta_line
 
 
+def test_okta_served_from_its_last_good_copy_passes_with_the_warning_shown(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    two: EmulatorServer,
+    tmp_path: Path,
+) -> None:
+    """Okta's host down after one good download: the source passes from the cached copy and
+    its warning is on the source's line and in its JSON `warnings`, never silent."""
+    seed_owned(two)
+    with OktaS3() as okta:
+        config = fleet_toml(two, tmp_path, okta_file=okta.url)
+        first = run_check(monkeypatch, capsys, "--config", str(config), "--output", "json")
+        assert first.code == 0, first.stderr
+        okta.outage_status = 503
+        text = run_check(monkeypatch, capsys, "--config", str(config))
+        again = run_check(monkeypatch, capsys, "--config", str(config), "--output", "json")
+    assert text.code == 0 and again.code == 0, again.stderr
+    source = report_of(again)["sources"]["okta"]
+    assert source["ok"] is True and source["source"]["kind"] == "cache" and source["warnings"]
+    [okta_line] = [line for line in text.stdout.splitlines() if "okta (okta-ip-ranges)" in line]
+    assert okta_line.startswith("  ok ") and "(warning: " in okta_line
+
+
 def test_a_bug_in_one_target_fails_that_target_alone(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -472,23 +495,28 @@ def test_target_repeated_keeps_the_files_order(
     assert [t["target"] for t in report_of(result)["targets"]] == ["prod", "sandbox"]
 
 
+@pytest.mark.parametrize("output", ["text", "json"])
 def test_an_unknown_target_is_a_usage_error(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
     two: EmulatorServer,
     tmp_path: Path,
+    output: str,
 ) -> None:
     """`--target` naming no target of the file: exit 64, one line naming the valid targets,
-    no request; with --output json still one JSON object."""
+    no request; with --output json still one JSON object, in text nothing on stdout."""
     config = fleet_toml(two, tmp_path)
     result = run_check(
-        monkeypatch, capsys, "--config", str(config), "--target", "nope", "--output", "json"
+        monkeypatch, capsys, "--config", str(config), "--target", "nope", "--output", output
     )
     assert result.code == 64
     [line] = [line for line in result.stderr.splitlines() if "error:" in line]
     assert "'nope'" in line and "prod, sandbox" in line
-    report = report_of(result)
-    assert report["ok"] is False and report["error"]["kind"] == "usage"
+    if output == "json":
+        report = report_of(result)
+        assert report["ok"] is False and report["error"]["kind"] == "usage"
+    else:
+        assert result.stdout == ""
     assert two.store.requests == []
 
 
