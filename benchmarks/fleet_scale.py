@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """A run over 8 dbt accounts against a run over 1, side by side, each account a WAN away.
 
-    python benchmarks/fleet_scale.py [FEED] [--reps 5] [--latency 0.15] [--out benchmarks/results]
+    python benchmarks/fleet_scale.py [FEED] [--reps 5] [--latency 0.15] [--concurrency 4]
+                                     [--out benchmarks/results]
 
 One emulator serves 8 accounts and answers every `/api/` request after `--latency` seconds (a
 real account is a round trip away). A config file holds two sources, Azure service tags (`file =`
-FEED) and Okta's ranges (`file =` the bundled snapshot, two cells), and 8 targets using both;
-a second file holds the first target alone. `allowlist-sync sync --config FILE` runs as its own
-process (spawned by spawn.py, so its peak RSS is its own), alternating 1 and 8 targets, each a
-first run (the rule created: list + create + list) then a steady run (in sync: one list).
+FEED: the real Public file in ../shared when present, else the bundled snapshot) and Okta's
+ranges (`file =` the bundled snapshot, two cells), and 8 targets using both; a second file
+holds the first target alone. `allowlist-sync sync --config FILE` runs as its own process
+(spawned by spawn.py, so its peak RSS is its own), alternating 1 and 8 targets, each a first run
+(the rule created: list + create + list) then a steady run (in sync: one list).
 
 Reported: the wall-time and peak-RSS ratios of 8 targets to 1 (goals <= 2.5x and <= 1.3x), the
 `source_loaded` events of each run (each source once), and each target's requests, which must
