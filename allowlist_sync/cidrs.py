@@ -7,6 +7,7 @@ are compared as values, never as strings.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from ipaddress import IPv4Network, IPv6Network
@@ -18,6 +19,14 @@ _FAMILY_VERSION = {"ipv4": 4, "ipv6": 6}
 
 def parse_network(text: str) -> Network:
     """The network a CIDR or bare address stands for; raises ValueError when it is neither."""
+    return _parse(text)
+
+
+#: The same strings are parsed again and again: each target of a fleet run parses its sources'
+#: prefixes and its rule's CIDRs for the desired set, the plan and the verify. Networks are
+#: immutable, so one parse serves them all (a failed parse is not cached).
+@functools.lru_cache(maxsize=16384)
+def _parse(text: str) -> Network:
     return ipaddress.ip_network(text.strip(), strict=False)
 
 

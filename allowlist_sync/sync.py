@@ -37,7 +37,6 @@ from allowlist_sync.errors import (
 )
 from allowlist_sync.guards import (
     Limits,
-    check_feed_scope,
     check_lockout,
     check_overlap,
     check_plan,
@@ -126,8 +125,8 @@ def sync_target(
     outcome.source = ranges.source
     outcome.sources = [r.to_json() for r in ranges.items]
     outcome.warnings.extend(ranges.all_warnings())  # ages, a cached fallback, a rollback kept out
-    # The target's own scope limits (a config file's sources passed the run's when loaded).
-    check_feed_scope(ranges.all_prefixes(), limits(settings))
+    # Every source passed the feed scope gate when it was loaded (`sources.load.load_ranges`,
+    # with the same limits: they are process settings), so it is not checked once per target.
     # 2. Desired set.
     desired = desired_set(ranges, settings)
     with connected(settings, outcome, transport) as client:
