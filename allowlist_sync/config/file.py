@@ -16,6 +16,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from allowlist_sync.config.file_checks import (
     Place,
@@ -35,7 +36,7 @@ from allowlist_sync.config.runsettings import RunSettings
 from allowlist_sync.config.settings import Settings
 from allowlist_sync.errors import ConfigError
 from allowlist_sync.logs import get_logger
-from allowlist_sync.sources.specs import SourceSpec
+from allowlist_sync.sources.specs import AzureSource, SourceSpec
 
 #: The largest config file read: a fleet of hundreds of targets is a few dozen KiB.
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -83,6 +84,7 @@ def read_config(path: Path, run: RunSettings) -> FleetConfig:
         for index, table in enumerate(tables, start=1)
     )
     _check_apart(file, targets)
+    _check_sources_of_targets(file, sources, targets)
     used = {name for target in targets for name in target.sources}
     for name in sources:
         if name not in used:
@@ -170,7 +172,7 @@ def _check_apart(file: str, targets: tuple[TargetSpec, ...]) -> None:
         if folded in names:
             raise place.error("name", f"already names target #{names[folded]} (case aside)")
         names[folded] = index
-        rule = (target.host_url.lower(), target.account_id, target.rule_name)
+        rule = (same_host(target.host_url), target.account_id, target.rule_name)
         if rule in rules:
             first, first_name = rules[rule]
             raise place.error(
@@ -181,4 +183,45 @@ def _check_apart(file: str, targets: tuple[TargetSpec, ...]) -> None:
         rules[rule] = (index, target.name)
 
 
-__all__ = ["FleetConfig", "TargetSpec", "read_config", "target_settings"]
+def same_host(url: str) -> str:
+    """The host a URL reaches, as one string for every spelling of it: scheme, lower-case host
+    without a trailing dot, the port only when it is not the scheme's default."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").rstrip(".")
+    default = {"https": 443, "http": 80}.get(parts.scheme)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{parts.scheme}://{host}" + (f":{port}" if port not in (None, default) else "")
+
+
+def _check_sources_of_targets(
+    file: str, sources: dict[str, SourceSpec], targets: tuple[TargetSpec, ...]
+) -> None:
+    """Refuse what one run cannot do: two sources reading standard input, or a target fed by
+    two Azure sources of one cloud (its rule records one changeNumber per cloud, so the rollback
+    guard could not tell them apart)."""
+    stdin = [
+        name for name, spec in sources.items() if isinstance(spec, AzureSource) and spec.file == "-"
+    ]
+    if len(stdin) > 1:
+        place = Place(file, source_label(stdin[1]))
+        raise place.error("file", f'"-" (standard input) is already source {stdin[0]!r}\'s')
+    for index, target in enumerate(targets, start=1):
+        clouds: dict[str, str] = {}
+        for name in target.sources:
+            spec = sources[name]
+            if not isinstance(spec, AzureSource):
+                continue
+            cloud = spec.query.cloud
+            if cloud in clouds:
+                raise Place(file, target_label(index, target.name)).error(
+                    "sources",
+                    f"{clouds[cloud]!r} and {name!r} are both Azure {cloud} sources; a rule "
+                    "records one changeNumber per cloud: use one source with both tags",
+                )
+            clouds[cloud] = name
+
+
+__all__ = ["FleetConfig", "TargetSpec", "read_config", "same_host", "target_settings"]

@@ -114,6 +114,7 @@ def _read_source(
             url=url or DEFAULT_OKTA_URL,
             file=file,
             cache_dir=run.cache_dir,
+            max_age_days=run.max_feed_age_days,
             timeout=run.http_timeout,
             retry=run.retry_policy(),
         )

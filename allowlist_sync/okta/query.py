@@ -23,5 +23,8 @@ class OktaQuery:
     url: str = DEFAULT_OKTA_URL
     file: str | None = None
     cache_dir: Path | None = None
+    #: The last good copy is used after a failed download only while it is younger than this
+    #: (ALLOWLIST_SYNC_MAX_FEED_AGE): ranges Okta withdrew must not stay allowed for ever.
+    max_age_days: float = 14.0
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)

@@ -61,7 +61,7 @@ def load_okta(
         if cached is None:
             log.warning("okta_download_failed", url=display_url(url), error=str(exc), cache=False)
             raise
-        return _from_cache(cached, exc, now)
+        return _from_cache(cached, exc, now, max_age_days=query.max_age_days)
 
 
 def read_file(path: str) -> bytes:
@@ -170,10 +170,23 @@ def _download(
     return feed
 
 
-def _from_cache(cached: _Cached, error: FeedError, now: datetime) -> OktaFeed:
-    """The cached copy after a failed download, with a warning saying why and how old it is."""
+def _from_cache(
+    cached: _Cached, error: FeedError, now: datetime, *, max_age_days: float
+) -> OktaFeed:
+    """The cached copy after a failed download, with a warning saying why and how old it is;
+    past `max_age_days` the FeedError stands (a copy that old may allow withdrawn ranges)."""
     entry = cached.entry
     age = _age(now - entry.fetched_at)
+    if now - entry.fetched_at > timedelta(days=max_age_days):
+        log.error(
+            "okta_cache_too_old",
+            url=entry.url,
+            age_seconds=int((now - entry.fetched_at).total_seconds()),
+        )
+        raise FeedError(
+            f"{redact(str(error))}; the last good copy was downloaded or confirmed {age}, past "
+            f"ALLOWLIST_SYNC_MAX_FEED_AGE ({max_age_days:g} days), so it is not used"
+        ) from None
     checked = f"{entry.fetched_at.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
     modified = f", Last-Modified {entry.last_modified}" if entry.last_modified else ""
     log.warning(

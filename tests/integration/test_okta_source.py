@@ -139,6 +139,17 @@ def test_outage_with_a_cache_uses_it_with_a_warning(okta: OktaS3, cache_dir: Pat
     assert used and used[0]["log_level"] == "warning"
 
 
+def test_a_cached_copy_past_the_feed_age_limit_is_not_used(okta: OktaS3, cache_dir: Path) -> None:
+    """After 15 days of outage (limit 14) the last good copy is refused: the download's error
+    stands, naming the copy's age and the setting, so withdrawn ranges never stay allowed."""
+    seed(okta, cache_dir)
+    okta.outage_status = 500
+    with pytest.raises(
+        FeedError, match=r"15\.0 days ago, past ALLOWLIST_SYNC_MAX_FEED_AGE \(14 days\)"
+    ):
+        load_okta(query(okta, cache_dir), now=NOW + timedelta(days=15))
+
+
 def test_unreachable_host_with_a_cache_uses_it(okta: OktaS3, cache_dir: Path) -> None:
     """A host that refuses connections is an outage too: cached copy, with a warning."""
     seed(okta, cache_dir)

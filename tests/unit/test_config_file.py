@@ -895,3 +895,90 @@ def test_an_unknown_home_folder_is_refused(tmp_path: Path, run: RunSettings) -> 
     """`~nosuchuser/...` cannot be expanded: refused naming the key, not joined to the folder."""
     text = TARGET.replace('token_env = "PROD_US_DBT_TOKEN"', 'token_file = "~nosuchuser_q9/t"')
     refused(write(tmp_path, text), run, "token_file", "home folder is unknown")
+
+
+TWO_RULES = """
+[sources.entra]
+type = "azure-service-tags"
+
+[[targets]]
+name = "a"
+account_id = 1
+host_url = "{first}"
+token_env = "A_TOKEN"
+rule_name = "r"
+sources = ["entra"]
+
+[[targets]]
+name = "b"
+account_id = 1
+host_url = "{second}"
+token_env = "B_TOKEN"
+rule_name = "r"
+sources = ["entra"]
+"""
+
+
+@pytest.mark.parametrize(
+    "second",
+    [
+        "https://CLOUD.getdbt.com",
+        "https://cloud.getdbt.com:443/",
+        "https://cloud.getdbt.com./api/",
+    ],
+)
+def test_one_rule_spelt_two_ways_is_still_one_rule(
+    tmp_path: Path, run: RunSettings, second: str
+) -> None:
+    """A default port, a trailing dot or case never makes two targets of one rule: they would
+    write it at the same time."""
+    text = TWO_RULES.format(first="https://cloud.getdbt.com", second=second)
+    assert "two targets would fight" in refused(write(tmp_path, text), run, "rule_name")
+
+
+def test_other_ports_or_hosts_are_other_rules(tmp_path: Path, run: RunSettings) -> None:
+    """A different port or host is a different place: both targets load."""
+    text = TWO_RULES.format(first="https://cloud.getdbt.com", second="https://emea.dbt.com")
+    assert len(read_config(write(tmp_path, text), run).targets) == 2
+
+
+def test_a_target_of_two_azure_sources_of_one_cloud_is_refused(
+    tmp_path: Path, run: RunSettings
+) -> None:
+    """Two Azure sources of one cloud in one target are refused (the rule records one
+    changeNumber per cloud), pointing at one source with both tags."""
+    text = """
+[sources.entra]
+type = "azure-service-tags"
+[sources.pinned]
+type = "azure-service-tags"
+file = "pinned.json"
+[[targets]]
+name = "a"
+account_id = 1
+token_env = "A_TOKEN"
+rule_name = "r"
+sources = ["entra", "pinned"]
+"""
+    message = refused(write(tmp_path, text), run, "sources")
+    assert "both Azure Public sources" in message
+
+
+def test_standard_input_feeds_one_source_at_most(tmp_path: Path, run: RunSettings) -> None:
+    """Two sources reading `-` are refused: the second would read an empty stream."""
+    text = """
+[sources.one]
+type = "azure-service-tags"
+file = "-"
+[sources.two]
+type = "azure-service-tags"
+cloud = "China"
+file = "-"
+[[targets]]
+name = "a"
+account_id = 1
+token_env = "A_TOKEN"
+rule_name = "r"
+sources = ["one", "two"]
+"""
+    assert "standard input" in refused(write(tmp_path, text), run, "file")
