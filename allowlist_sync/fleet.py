@@ -35,7 +35,14 @@ from allowlist_sync.plan import Plan
 from allowlist_sync.runlock import run_lock
 from allowlist_sync.sources.load import load_ranges
 from allowlist_sync.sources.ranges import Ranges, RangeSet
-from allowlist_sync.sync import RunOptions, finish, lock_dir, recorded, sync_target
+from allowlist_sync.sync import (
+    RunOptions,
+    finish,
+    lock_dir,
+    new_outcome,
+    recorded,
+    sync_target,
+)
 
 __all__ = ["TargetPlan", "load_sources", "run_fleet", "select_targets"]
 
@@ -202,16 +209,10 @@ def _sync_one(
 ) -> Outcome:
     structlog.contextvars.bind_contextvars(target=target.name)
     started = time.monotonic()
-    outcome = Outcome(
-        status="failed",
-        dry_run=options.dry_run,
-        target=target.name,
-        rule_name=target.rule_name,
-        account_id=target.account_id,
-    )
-    failed = [loaded[name] for name in target.sources if not isinstance(loaded[name], Ranges)]
-    if stop.is_set():
+    outcome = new_outcome(options, target.name, target.rule_name, target.account_id)
+    if stop.is_set():  # Ctrl-C while this target waited for a worker: it never starts
         raise KeyboardInterrupt
+    failed = [loaded[name] for name in target.sources if not isinstance(loaded[name], Ranges)]
     if failed:
         error = failed[0]
         assert isinstance(error, AllowlistSyncError)

@@ -84,7 +84,7 @@ def run_once(
 ) -> Outcome:
     """Run the pipeline once for the environment's one target; errors land in the Outcome."""
     options = options or RunOptions()
-    outcome = new_outcome(settings, options)
+    outcome = new_outcome(options, DEFAULT_TARGET, settings.rule_name, settings.account_id)
     started = time.monotonic()
     with ExitStack() as stack, recorded(outcome):
         stack.enter_context(run_deadline(settings.run_timeout))
@@ -96,14 +96,15 @@ def run_once(
     return outcome
 
 
-def new_outcome(settings: Settings, options: RunOptions, target: str = DEFAULT_TARGET) -> Outcome:
-    """The Outcome of a run that has not got anywhere yet (a failure until it says otherwise)."""
+def new_outcome(options: RunOptions, target: str, rule_name: str, account_id: int) -> Outcome:
+    """The Outcome of a target's run that has not got anywhere yet (a failure until it says
+    otherwise)."""
     return Outcome(
         status="failed",
         dry_run=options.dry_run,
         target=target,
-        rule_name=settings.rule_name,
-        account_id=settings.account_id,
+        rule_name=rule_name,
+        account_id=account_id,
     )
 
 

@@ -19,7 +19,7 @@ from allowlist_sync.dbt.models import Rule
 from allowlist_sync.errors import ConfigError, ExitCode
 from allowlist_sync.fleet import run_fleet, select_targets
 from allowlist_sync.logs import configure
-from allowlist_sync.outcome import FleetOutcome, Outcome
+from allowlist_sync.outcome import FleetOutcome
 from allowlist_sync.plan import Plan
 from allowlist_sync.render import render_fleet_json, render_fleet_text, render_plan_text
 from allowlist_sync.sources.ranges import RangeSet
@@ -50,7 +50,7 @@ def sync_fleet(args: argparse.Namespace, path: str) -> int:
     config, run = load_fleet(path)
     only = tuple(args.target or ())
     try:
-        select_targets(config, only)
+        selected = select_targets(config, only)
     except ValueError as exc:
         return usage_error("sync", str(exc))
     plans: dict[str, str] = {}
@@ -66,7 +66,7 @@ def sync_fleet(args: argparse.Namespace, path: str) -> int:
     fleet = run_fleet(
         config, run, options, only=only, on_plan=keep_plan if args.output == "text" else None
     )
-    report_fleet(fleet, run, config.targets, select_targets(config, only))
+    report_fleet(fleet, run, config.targets, selected)
     if args.output == "json":
         render_fleet_json(fleet, sys.stdout)
         args.json_written = True
@@ -88,20 +88,7 @@ def report_fleet(
     from allowlist_sync.reporting.report import Reporter, ReportTarget
 
     known = [ReportTarget(t.name, t.account_id, t.rule_name) for t in configured]
-    outcomes = fleet.targets
-    if not outcomes and fleet.error is not None:
-        outcomes = [
-            Outcome(
-                status="failed",
-                dry_run=fleet.dry_run,
-                target=t.name,
-                account_id=t.account_id,
-                rule_name=t.rule_name,
-                error=fleet.error,
-            )
-            for t in selected
-        ]
-    Reporter(run, targets=known).report_all(outcomes)
+    Reporter(run, targets=known).report_fleet(fleet, ran=[t.name for t in selected])
 
 
 def serve_fleet(path: str) -> int:

@@ -153,10 +153,12 @@ class Reporter:
         """Record, export and announce one finished run, and remember it; never raises."""
         self.report_all([outcome])
 
-    def report_fleet(self, fleet: FleetOutcome) -> None:
-        """Report every target of a fleet run; a run-level failure fails every known target."""
+    def report_fleet(self, fleet: FleetOutcome, *, ran: Sequence[str] | None = None) -> None:
+        """Report every target of a fleet run; a run-level failure fails each target that was to
+        run (`ran`: their names, e.g. a `--target` selection; default: every known target)."""
         outcomes = list(fleet.targets)
         if not outcomes and fleet.error is not None:
+            charged = [t for t in self.targets.values() if ran is None or t.name in ran]
             outcomes = [
                 Outcome(
                     status="failed",
@@ -167,7 +169,7 @@ class Reporter:
                     error=fleet.error,
                     duration_seconds=fleet.duration_seconds,
                 )
-                for t in self.targets.values()
+                for t in charged
             ]
         self.report_all(outcomes)
 

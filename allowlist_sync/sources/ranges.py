@@ -8,7 +8,7 @@ CIDRs carry no version). `RangeSet` is what one target asks for: the union of it
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from allowlist_sync.azure.feed import SourceInfo
@@ -49,7 +49,6 @@ class RangeSet:
     """A target's sources, loaded: the desired set is the union of their prefixes."""
 
     items: tuple[Ranges, ...]
-    warnings: tuple[str, ...] = field(default=())
 
     def all_prefixes(self) -> list[str]:
         """Every source's prefixes, in source order (duplicates are merged later)."""
@@ -66,4 +65,4 @@ class RangeSet:
 
     def all_warnings(self) -> list[str]:
         """What every source reports about itself (age, a cached fallback...)."""
-        return [w for ranges in self.items for w in ranges.warnings] + list(self.warnings)
+        return [w for ranges in self.items for w in ranges.warnings]
